@@ -281,7 +281,7 @@ def _convert(image, path=None):
         return _composite_on_white(np.asarray(image.convert("RGBA")))
     if mode == "P" and (has_key_colour or _has_alpha_palette(image)):
         return _composite_on_white(np.asarray(image.convert("RGBA")))
-    if has_key_colour and mode in ("L", "RGB"):
+    if has_key_colour and mode in ("1", "L", "RGB"):
         # A PNG tRNS colour key: pixels of that colour are fully transparent.
         return _composite_on_white(np.asarray(image.convert("RGBA")))
     if mode in _SIXTEEN_BIT_MODES:
