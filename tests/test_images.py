@@ -335,7 +335,7 @@ def test_to_rgb_returns_a_new_image_and_refuses_other_types():
 
     assert result is not image
     assert result.getpixel((1, 1)) == (1, 2, 3)
-    with pytest.raises(TypeError, match=r"expects a PIL.Image.Image, got numpy.ndarray"):
+    with pytest.raises(TypeError, match=r"PIL.Image.Image, got numpy.ndarray"):
         to_rgb(np.zeros((2, 2), dtype=np.uint8))
 
 
