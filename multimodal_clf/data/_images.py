@@ -533,6 +533,7 @@ def load_images(
     max_pixels=DEFAULT_MAX_IMAGE_PIXELS,
     column="image",
     parameter="max_image_pixels",
+    positions=None,
 ):
     """Read a column of image values, reporting every bad row in one error.
 
@@ -551,6 +552,9 @@ def load_images(
     parameter : str, default="max_image_pixels"
         Name of the user-facing parameter that sets `max_pixels`, used in
         error messages.
+    positions : sequence of int, optional
+        The row position of each value in the caller's data, used in the error
+        message when ``values`` is a subset of the rows; by default 0, 1, ...
 
     Returns
     -------
@@ -602,7 +606,8 @@ def load_images(
         try:
             image = _load_one(value, root, max_pixels, parameter)
         except ImageLoadError as exc:
-            failures.append((position, exc))
+            row = position if positions is None else positions[position]
+            failures.append((row, exc))
             # The call fails anyway: stop holding decoded pixels in memory.
             images.clear()
             continue

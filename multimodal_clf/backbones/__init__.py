@@ -1,0 +1,65 @@
+"""Backbone adapters, chosen from the checkpoint's config.
+
+Adding a family is one adapter class and one line in :data:`FAMILIES`.
+"""
+
+from multimodal_clf.backbones._base import Backbone
+from multimodal_clf.backbones._clip import ClipBackbone
+from multimodal_clf.backbones._joint import FlavaBackbone, ViltBackbone
+from multimodal_clf.backbones._loading import load_config, resolve_checkpoint
+from multimodal_clf.backbones._pair import PairBackbone
+from multimodal_clf.backbones._text import TextBackbone
+
+__all__ = [
+    "FAMILIES",
+    "Backbone",
+    "ClipBackbone",
+    "FlavaBackbone",
+    "PairBackbone",
+    "TextBackbone",
+    "ViltBackbone",
+    "load_backbone",
+]
+
+#: config ``model_type`` -> adapter for one-checkpoint backbones.
+FAMILIES = {
+    "clip": ClipBackbone,
+    "flava": FlavaBackbone,
+    "vilt": ViltBackbone,
+}
+
+
+def load_backbone(spec, modalities):
+    """Build the adapter for a backbone specification.
+
+    Parameters
+    ----------
+    spec : str, path-like, or (text, image) pair of them
+        One checkpoint of a joint or dual-encoder model, a text encoder, or a pair.
+    modalities : tuple of str
+        The inputs to use.
+
+    Returns
+    -------
+    Backbone
+    """
+    if isinstance(spec, (tuple, list)):
+        if len(spec) != 2:
+            raise ValueError(
+                f"backbone as a pair must hold exactly 2 checkpoints (text, image); "
+                f"got {len(spec)}."
+            )
+        text = resolve_checkpoint(spec[0], parameter="backbone[0]")
+        image = resolve_checkpoint(spec[1], parameter="backbone[1]")
+        return PairBackbone(text, image, modalities)
+    source = resolve_checkpoint(spec)
+    model_type = load_config(source).model_type
+    if model_type in FAMILIES:
+        return FAMILIES[model_type](source, modalities)
+    if tuple(modalities) != ("text",):
+        raise ValueError(
+            f"backbone {spec!r} is a {model_type!r} model, which reads text only; "
+            f"modalities={tuple(modalities)!r} needs images. Pass a joint checkpoint "
+            f"({', '.join(sorted(FAMILIES))}) or a (text, image) pair of checkpoints."
+        )
+    return TextBackbone(source)

@@ -1,0 +1,235 @@
+"""The interface every backbone adapter implements."""
+
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from multimodal_clf.data._batching import ImageColumn, TokenColumn
+from multimodal_clf.exceptions import TruncationWarning
+
+logger = logging.getLogger(__name__)
+
+_IMAGE_CHUNK = 64
+
+
+class Backbone(nn.Module):
+    """Adapter between rows of text / images and feature vectors.
+
+    A subclass wraps one model family. It turns raw rows into columns once per call
+    (:meth:`encode_text`, :meth:`encode_images`) and turns a batch of tensors into
+    named feature vectors (:meth:`forward`). Estimators and heads only see those
+    names and sizes, so adding a family never touches them.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+        The inputs used, a subset of ``("text", "image")``.
+    feature_dims : dict of str to int
+        Each feature's name and width.
+    text_limit : int or None
+        The longest token sequence the text side accepts.
+    """
+
+    family = "base"
+
+    def __init__(self, modalities):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.feature_dims = {}
+        self.text_limit = None
+        self.tokenizer = None
+        self.image_processor = None
+        self.max_length = None
+        self.source = None
+
+    # --- what produces what -------------------------------------------------
+    def towers(self):
+        """Return ``{feature name: [modules that compute it]}``."""
+        raise NotImplementedError
+
+    def feature_inputs(self, name):
+        """Return the modalities a feature reads, e.g. ``("text",)``."""
+        raise NotImplementedError
+
+    def pretrained_models(self):
+        """Return the Hugging Face models inside, for checkpointing and saving."""
+        return [m for m in self.children() if hasattr(m, "config")]
+
+    # --- preprocessing ------------------------------------------------------
+    def set_max_length(self, max_length):
+        """Check and store the token limit used by :meth:`encode_text`."""
+        if max_length is not None and self.text_limit is not None:
+            if max_length > self.text_limit:
+                raise ValueError(
+                    f"max_length={max_length} is above this backbone's limit of "
+                    f"{self.text_limit} tokens (read from its config). Pass "
+                    f"max_length={self.text_limit} or less, or None for the limit."
+                )
+        self.max_length = max_length if max_length is not None else self.text_limit
+
+    def encode(self, columns, modalities, load_images, positions=None):
+        """Encode raw columns of the given modalities into batchable columns.
+
+        Parameters
+        ----------
+        columns : dict
+            ``{"text": [str, ...], "image": [raw image values, ...]}``.
+        modalities : iterable of str
+            Which of them to encode.
+        load_images : callable
+            ``load_images(values, positions=...)`` -> RGB images; ``positions``
+            gives each row's position in the caller's data for error messages.
+        positions : list of int, optional
+
+        Returns
+        -------
+        dict of str to column
+        """
+        encoded = {}
+        if "text" in modalities:
+            encoded.update(self.encode_text(columns["text"]))
+        if "image" in modalities:
+            images = load_images(columns["image"], positions=positions)
+            encoded.update(self.encode_images(images))
+        return encoded
+
+    def encode_text(self, texts, *, prefix=""):
+        """Tokenize texts once, truncating to the limit with one warning.
+
+        Returns
+        -------
+        columns : dict of str to column
+        """
+        limit = self.max_length
+        tokens = self.tokenizer(
+            list(texts),
+            truncation=limit is not None,
+            max_length=limit,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        if limit is not None:
+            full = [i for i, ids in enumerate(tokens) if len(ids) >= limit]
+            cut = 0
+            if full:
+                longer = self.tokenizer(
+                    [texts[i] for i in full],
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )["input_ids"]
+                cut = sum(len(ids) > limit for ids in longer)
+            if cut:
+                warnings.warn(
+                    f"{cut} of {len(tokens)} texts are longer than {limit} tokens "
+                    f"and were truncated to that limit (the backbone's maximum is "
+                    f"{self.text_limit}).",
+                    TruncationWarning,
+                    stacklevel=2,
+                )
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id or 0
+        return {f"{prefix}text": TokenColumn(tokens, pad, prefix=prefix)}
+
+    def encode_images(self, images, *, name="pixel_values"):
+        """Run the image processor once over RGB images, in bounded chunks.
+
+        Parameters
+        ----------
+        images : list of PIL.Image.Image
+            Already converted to RGB by :mod:`multimodal_clf.data`.
+        """
+        pixels, has_mask = [], False
+        for start in range(0, len(images), _IMAGE_CHUNK):
+            chunk = images[start : start + _IMAGE_CHUNK]
+            out = self.image_processor(images=chunk, return_tensors="pt")
+            values = out["pixel_values"]
+            mask = out.get("pixel_mask")
+            for row in range(len(chunk)):
+                if mask is None:
+                    pixels.append(values[row].clone())
+                    continue
+                has_mask = True
+                height = int(mask[row].any(dim=1).sum())
+                width = int(mask[row].any(dim=0).sum())
+                pixels.append(values[row, :, :height, :width].clone())
+        return {name: ImageColumn(pixels, name=name, pixel_mask=has_mask)}
+
+    # --- training options ---------------------------------------------------
+    def enable_gradient_checkpointing(self):
+        """Turn on each inner model's own (non-reentrant) gradient checkpointing."""
+        for model in self.pretrained_models():
+            if getattr(model, "supports_gradient_checkpointing", False):
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
+            else:
+                logger.warning(
+                    "%s does not support gradient checkpointing; it runs without.",
+                    type(model).__name__,
+                )
+
+    def cache_key(self):
+        """Return a string that changes whenever features could change."""
+        parts = [self.family, str(self.source), str(self.max_length)]
+        for part in (self.tokenizer, self.image_processor):
+            if part is not None and hasattr(part, "to_json_string"):
+                parts.append(part.to_json_string())
+            elif part is not None:
+                parts.append(
+                    type(part).__name__ + str(getattr(part, "name_or_path", ""))
+                )
+        return "\n".join(parts)
+
+    def forward(self, batch, names):
+        """Compute the features in ``names`` from a batch of tensors."""
+        raise NotImplementedError
+
+
+def pool_text(output, attention_mask):
+    """Mean of the token states over real (unpadded) tokens."""
+    states = output.last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def pool_image(output):
+    """One vector per image: the class token for ViT-like models, else the pool."""
+    states = output.last_hidden_state
+    if states.dim() == 3:
+        return states[:, 0]
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)
+    return states.mean(dim=(-2, -1))
+
+
+def blank_image(size=224):
+    """A white RGB image, the stand-in for images in text-only joint runs."""
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), (255, 255, 255))
+
+
+def module_params(modules):
+    """All parameters of a list of modules, without repeats."""
+    seen, params = set(), []
+    for module in modules:
+        for param in module.parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                params.append(param)
+    return params
+
+
+def frozen(modules):
+    """True when no parameter of ``modules`` will be trained."""
+    params = module_params(modules)
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
+def autocast_safe(tensor):
+    """Cast features to float32 so that heads always run in full precision."""
+    return tensor.float() if tensor.dtype != torch.float32 else tensor

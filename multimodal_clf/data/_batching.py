@@ -1,0 +1,199 @@
+"""Row-aligned encoded inputs and the batches built from them.
+
+Inputs are encoded once per call (tokenized, images processed) into *columns*; the
+training engine then asks for batches by row indices. A column knows how to turn a
+set of rows into tensors, so the engine never sees text or images.
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["FeatureColumn", "ImageColumn", "Rows", "TokenColumn"]
+
+
+class TokenColumn:
+    """Token ids of varying length, padded per batch to the batch's longest row.
+
+    Parameters
+    ----------
+    ids : list of list of int
+        Token ids per row, already truncated to the model's limit.
+    pad_id : int
+        The padding token id.
+    prefix : str, default=""
+        Prefix of the tensor names (``input_ids``, ``attention_mask``).
+    token_type_ids : bool, default=False
+        Whether to add an all-zero ``token_type_ids`` tensor.
+    """
+
+    def __init__(self, ids, pad_id, *, prefix="", token_type_ids=False):
+        self.ids = [np.asarray(row, dtype=np.int64) for row in ids]
+        self.pad_id = int(pad_id)
+        self.prefix = prefix
+        self.token_type_ids = token_type_ids
+        self.lengths = np.array([len(row) for row in self.ids], dtype=np.int64)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def take(self, indices):
+        """Return a new column holding the given rows."""
+        return TokenColumn(
+            [self.ids[i] for i in indices],
+            self.pad_id,
+            prefix=self.prefix,
+            token_type_ids=self.token_type_ids,
+        )
+
+    def batch(self, indices):
+        """Pad the given rows to their longest and return the tensors."""
+        width = max(int(self.lengths[i]) for i in indices)
+        ids = np.full((len(indices), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(indices), width), dtype=np.int64)
+        for out, i in enumerate(indices):
+            row = self.ids[i]
+            ids[out, : len(row)] = row
+            mask[out, : len(row)] = 1
+        tensors = {
+            f"{self.prefix}input_ids": torch.from_numpy(ids),
+            f"{self.prefix}attention_mask": torch.from_numpy(mask),
+        }
+        if self.token_type_ids:
+            tensors[f"{self.prefix}token_type_ids"] = torch.zeros_like(
+                tensors[f"{self.prefix}input_ids"]
+            )
+        return tensors
+
+
+class ImageColumn:
+    """Processed images, one tensor per row, stacked (or padded) per batch.
+
+    Parameters
+    ----------
+    pixels : list of Tensor of shape (C, H, W)
+        Processor output per row.
+    name : str, default="pixel_values"
+        The tensor name the backbone reads.
+    pixel_mask : bool, default=False
+        Whether to emit a ``pixel_mask`` (1 on real pixels), needed when images of
+        different sizes are padded into one batch (ViLT).
+    """
+
+    def __init__(self, pixels, *, name="pixel_values", pixel_mask=False):
+        self.pixels = list(pixels)
+        self.name = name
+        self.pixel_mask = pixel_mask
+
+    def __len__(self):
+        return len(self.pixels)
+
+    def take(self, indices):
+        """Return a new column holding the given rows."""
+        return ImageColumn(
+            [self.pixels[i] for i in indices],
+            name=self.name,
+            pixel_mask=self.pixel_mask,
+        )
+
+    def batch(self, indices):
+        """Stack the given rows, padding at the bottom and right when sizes differ."""
+        chosen = [self.pixels[i] for i in indices]
+        height = max(p.shape[-2] for p in chosen)
+        width = max(p.shape[-1] for p in chosen)
+        out = chosen[0].new_zeros((len(chosen), chosen[0].shape[0], height, width))
+        mask = torch.zeros((len(chosen), height, width), dtype=torch.int64)
+        for row, pixels in enumerate(chosen):
+            out[row, :, : pixels.shape[-2], : pixels.shape[-1]] = pixels
+            mask[row, : pixels.shape[-2], : pixels.shape[-1]] = 1
+        tensors = {self.name: out}
+        if self.pixel_mask:
+            tensors["pixel_mask"] = mask
+        return tensors
+
+
+class FeatureColumn:
+    """Precomputed feature vectors of a frozen tower, one row each.
+
+    Parameters
+    ----------
+    values : Tensor of shape (n_rows, n_features)
+    name : str
+        The feature's name; batches hold it as ``features.<name>``.
+    """
+
+    def __init__(self, values, name):
+        self.values = values
+        self.name = name
+
+    def __len__(self):
+        return len(self.values)
+
+    def take(self, indices):
+        """Return a new column holding the given rows."""
+        return FeatureColumn(self.values[torch.as_tensor(indices)], self.name)
+
+    def batch(self, indices):
+        """Return the features of the given rows."""
+        return {f"features.{self.name}": self.values[torch.as_tensor(indices)]}
+
+
+class Rows:
+    """Encoded rows: columns plus optional targets and weights, all aligned.
+
+    Parameters
+    ----------
+    columns : dict of str to column
+        Every column has one entry per row.
+    targets : ndarray of int, optional
+        Encoded class labels.
+    weights : ndarray of float, optional
+        Per-row loss weights.
+    """
+
+    def __init__(self, columns, targets=None, weights=None):
+        self.columns = dict(columns)
+        self.targets = targets
+        self.weights = weights
+        sizes = {name: len(column) for name, column in self.columns.items()}
+        if targets is not None:
+            sizes["targets"] = len(targets)
+        if weights is not None:
+            sizes["weights"] = len(weights)
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"encoded columns are not aligned: {sizes}")
+        self._length = next(iter(sizes.values()), 0)
+
+    def __len__(self):
+        return self._length
+
+    @property
+    def lengths(self):
+        """Per-row token counts (summed over text columns); zeros without text."""
+        total = np.zeros(len(self), dtype=np.int64)
+        for column in self.columns.values():
+            if isinstance(column, TokenColumn):
+                total += column.lengths
+        return total
+
+    def take(self, indices):
+        """Return the rows at ``indices`` as a new :class:`Rows`."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Rows(
+            {name: column.take(indices) for name, column in self.columns.items()},
+            None if self.targets is None else self.targets[indices],
+            None if self.weights is None else self.weights[indices],
+        )
+
+    def batch(self, indices):
+        """Return a dict of tensors for the rows at ``indices``."""
+        indices = [int(i) for i in indices]
+        tensors = {}
+        for column in self.columns.values():
+            tensors.update(column.batch(indices))
+        if self.targets is not None:
+            tensors["labels"] = torch.as_tensor(self.targets[indices])
+        if self.weights is not None:
+            tensors["weights"] = torch.as_tensor(
+                self.weights[indices], dtype=torch.float32
+            )
+        return tensors

@@ -1,0 +1,104 @@
+"""Classification and fusion heads: named feature vectors in, logits out.
+
+Each feature first passes through its own LayerNorm, so that embeddings of very
+different scales (a text encoder's mean-pooled states beside a vision encoder's
+class token) enter the fusion on an equal footing.
+"""
+
+import torch
+from torch import nn
+
+__all__ = ["FUSIONS", "ConcatHead", "LateHead", "ProductHead", "make_head"]
+
+
+def _mlp(in_features, hidden, n_classes, dropout):
+    if not hidden:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, n_classes))
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(in_features, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_classes),
+    )
+
+
+class _Head(nn.Module):
+    def __init__(self, feature_dims):
+        super().__init__()
+        self.names = list(feature_dims)
+        self.norms = nn.ModuleDict(
+            {name: nn.LayerNorm(width) for name, width in feature_dims.items()}
+        )
+
+    def normed(self, features):
+        return [self.norms[name](features[name].float()) for name in self.names]
+
+
+class ConcatHead(_Head):
+    """Concatenate the features, then an MLP (a linear layer when ``hidden=0``).
+
+    Parameters
+    ----------
+    feature_dims : dict of str to int
+    n_classes : int
+    hidden : int, default=256
+    dropout : float, default=0.1
+    """
+
+    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
+        super().__init__(feature_dims)
+        self.mlp = _mlp(sum(feature_dims.values()), hidden, n_classes, dropout)
+
+    def forward(self, features):
+        return self.mlp(torch.cat(self.normed(features), dim=-1))
+
+
+class LateHead(_Head):
+    """One MLP per feature; the logits are averaged (late fusion)."""
+
+    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
+        super().__init__(feature_dims)
+        self.mlps = nn.ModuleList(
+            [_mlp(width, hidden, n_classes, dropout) for width in feature_dims.values()]
+        )
+
+    def forward(self, features):
+        logits = [mlp(x) for mlp, x in zip(self.mlps, self.normed(features))]
+        return torch.stack(logits).mean(0)
+
+
+class ProductHead(_Head):
+    """Project every feature to ``hidden`` and let them interact.
+
+    The MLP reads ``[p_1, ..., p_k, p_1 * ... * p_k]``: the projections and their
+    element-wise product, which carries the text-image interaction terms.
+    """
+
+    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
+        super().__init__(feature_dims)
+        width = hidden or 256
+        self.projections = nn.ModuleList(
+            [nn.Linear(w, width) for w in feature_dims.values()]
+        )
+        n_parts = len(feature_dims) + (1 if len(feature_dims) > 1 else 0)
+        self.mlp = _mlp(n_parts * width, width, n_classes, dropout)
+
+    def forward(self, features):
+        projected = [
+            torch.tanh(proj(x))
+            for proj, x in zip(self.projections, self.normed(features))
+        ]
+        parts = list(projected)
+        if len(projected) > 1:
+            parts.append(torch.stack(projected).prod(0))
+        return self.mlp(torch.cat(parts, dim=-1))
+
+
+#: fusion name -> head class
+FUSIONS = {"concat": ConcatHead, "late": LateHead, "product": ProductHead}
+
+
+def make_head(fusion, feature_dims, n_classes, *, hidden=256, dropout=0.1):
+    """Build the head for a fusion name."""
+    return FUSIONS[fusion](feature_dims, n_classes, hidden=hidden, dropout=dropout)
