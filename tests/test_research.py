@@ -1,6 +1,8 @@
 """Tests of multimodal_clf.research: bootstrap, measurement and comparisons."""
 
 import json
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -126,7 +128,7 @@ def test_bootstrap_identical_scores_give_zero():
     y = rng.integers(0, 2, 200)
     proba = random_proba(rng, 200, 2)
 
-    result = paired_bootstrap(y, proba, proba, metric="roc_auc", n_resamples=200)
+    result = paired_bootstrap(y, proba, proba, metric="roc_auc", n_resamples=100)
 
     assert isinstance(result, BootstrapResult)
     assert (result.delta, result.low, result.high) == (0.0, 0.0, 0.0)
@@ -141,7 +143,7 @@ def test_bootstrap_perfect_beats_random():
 
     for metric in ("accuracy", "roc_auc", "f1"):
         result = paired_bootstrap(
-            y, random_scores, perfect, metric=metric, n_resamples=200
+            y, random_scores, perfect, metric=metric, n_resamples=100
         )
         expected = score_probabilities(y, perfect, metric, 2) - score_probabilities(
             y, random_scores, metric, 2
@@ -149,7 +151,7 @@ def test_bootstrap_perfect_beats_random():
         assert result.delta == pytest.approx(expected)
         assert 0 < result.low <= result.delta <= result.high
         assert result.p_value < 0.01
-        assert result.n_resamples == 200 and result.n_skipped == 0
+        assert result.n_resamples == 100 and result.n_skipped == 0
 
 
 def test_bootstrap_is_deterministic_for_a_seed():
@@ -157,10 +159,10 @@ def test_bootstrap_is_deterministic_for_a_seed():
     y = rng.integers(0, 3, 120)
     a, b = random_proba(rng, 120, 3), random_proba(rng, 120, 3)
 
-    first = paired_bootstrap(y, a, b, metric="accuracy", n_resamples=200)
-    again = paired_bootstrap(y, a, b, metric="accuracy", n_resamples=200)
+    first = paired_bootstrap(y, a, b, metric="accuracy", n_resamples=100)
+    again = paired_bootstrap(y, a, b, metric="accuracy", n_resamples=100)
     other = paired_bootstrap(
-        y, a, b, metric="accuracy", n_resamples=200, random_state=1
+        y, a, b, metric="accuracy", n_resamples=100, random_state=1
     )
 
     assert first == again
@@ -176,16 +178,17 @@ def test_bootstrap_averages_seeds():
 
     stacked = paired_bootstrap(y, a, b_seeds, metric="accuracy", n_resamples=100)
     per_seed = [
-        paired_bootstrap(y, a, b, metric="accuracy", n_resamples=100).delta
+        score_probabilities(y, b, "accuracy", 2)
+        - score_probabilities(y, a, "accuracy", 2)
         for b in b_seeds
     ]
     assert stacked.delta == pytest.approx(np.mean(per_seed))
 
     # A stack of copies of one seed is that seed, resample by resample.
     copies = paired_bootstrap(
-        y, np.stack([a, a]), np.stack([b_seeds[0]] * 2), metric="f1", n_resamples=100
+        y, np.stack([a, a]), np.stack([b_seeds[0]] * 2), metric="f1", n_resamples=50
     )
-    single = paired_bootstrap(y, a, b_seeds[0], metric="f1", n_resamples=100)
+    single = paired_bootstrap(y, a, b_seeds[0], metric="f1", n_resamples=50)
     assert copies.delta == pytest.approx(single.delta)
     assert copies.low == pytest.approx(single.low)
     assert copies.high == pytest.approx(single.high)
@@ -253,6 +256,51 @@ def test_measure_sees_a_200_mb_allocation():
     assert seconds > 0
     assert increase >= 150 * 2**20
     assert peak >= increase
+
+
+class FakeCuda:
+    """Just enough of ``torch.cuda`` for measure(): one device whose allocator
+    holds 10 bytes, and a call that peaks at 110."""
+
+    def __init__(self):
+        self.allocated, self.peak, self.resets = 10, 500, 0
+
+    def is_initialized(self):
+        return True
+
+    def synchronize(self):
+        pass
+
+    def device_count(self):
+        return 1
+
+    def reset_peak_memory_stats(self, device):
+        self.resets += 1
+        self.peak = self.allocated
+
+    def memory_allocated(self, device):
+        return self.allocated
+
+    def max_memory_allocated(self, device):
+        return self.peak
+
+
+def test_measure_reports_cuda_peak_when_the_call_uses_cuda(monkeypatch):
+    fake = FakeCuda()
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=fake))
+
+    def train_on_gpu():
+        fake.peak = 110
+        return "done"
+
+    measurement = measure(train_on_gpu)
+    assert fake.resets == 1
+    assert measurement.memory_kind == "cuda"
+    assert measurement.peak_memory_bytes == 110
+    assert measurement.memory_increase_bytes == 100
+
+    # A call that allocates nothing on the GPU is measured by its RSS.
+    assert measure(lambda: None).memory_kind == "rss"
 
 
 # --------------------------------------------------------------------------
@@ -342,7 +390,7 @@ def test_compare_uninformative_image(tmp_path):
         y_test,
         seeds=(0, 1),
         metric="accuracy",
-        n_resamples=300,
+        n_resamples=200,
         dataset_name="noise",
         verbose=0,
     )
