@@ -5,7 +5,6 @@ Everything an estimator does happens in ``fit``: parameters are checked, inputs
 coerced, the backbone loaded and the engine run. ``__init__`` only stores.
 """
 
-import functools
 import logging
 import warnings
 
@@ -33,7 +32,6 @@ from multimodal_clf.data._columns import (
 )
 from multimodal_clf.engine import PRECISIONS, Trainer, check_device, resolve_device
 from multimodal_clf.engine._precision import resolve_precision
-from multimodal_clf.exceptions import NotFittedError
 from multimodal_clf.heads import make_head
 
 logger = logging.getLogger(__name__)
@@ -367,17 +365,3 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         check_unseen_labels(y, self.classes_)
         return super().score(X, y, sample_weight=sample_weight)
 
-
-def fitted_only(method):
-    """Raise :class:`NotFittedError` from ``method`` until the estimator is fitted."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        if not hasattr(self, "model_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call "
-                "'fit' with appropriate arguments before using this estimator."
-            )
-        return method(self, *args, **kwargs)
-
-    return wrapper
