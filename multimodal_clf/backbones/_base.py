@@ -114,10 +114,13 @@ class Backbone(nn.Module):
             full = [i for i, ids in enumerate(tokens) if len(ids) >= limit]
             cut = 0
             if full:
+                # verbose=False: the tokenizer would log that these untruncated
+                # ids are too long for the model; they are only counted.
                 longer = self.tokenizer(
                     [texts[i] for i in full],
                     return_attention_mask=False,
                     return_token_type_ids=False,
+                    verbose=False,
                 )["input_ids"]
                 cut = sum(len(ids) > limit for ids in longer)
             if cut:
