@@ -1,7 +1,10 @@
 """TextClassifier on tiny BERT and RoBERTa checkpoints: the sklearn contract,
 training behaviour, token limits and the errors a user sees."""
 
+import json
+import logging
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -245,6 +248,38 @@ def test_long_text_truncated_to_model_limit(request, spy_batches, name, limit):
     with pytest.warns(TruncationWarning, match=f"1 of 2 texts .* {limit} tokens"):
         proba = clf.predict_proba([LONG_TEXT, "short"])
     assert proba.shape == (2, 2)
+
+
+@pytest.fixture
+def transformers_log():
+    """Collect what transformers logs at WARNING and above."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_no_tokenizer_warning_about_long_ids(bert, tmp_path, transformers_log):
+    # A tokenizer that declares its length (as real checkpoints do) logs that
+    # long ids "will result in indexing errors"; they are truncated, so that
+    # message must not reach the user beside the TruncationWarning.
+    folder = tmp_path / "bert"
+    shutil.copytree(bert, folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["model_max_length"] = 512
+    config_path.write_text(json.dumps(config))
+    clf = make(folder)
+    with pytest.warns(TruncationWarning, match="longer than 512 tokens"):
+        clf.fit([LONG_TEXT, *TEXTS[:3]], ["pos", "neg", "pos", "neg"])
+    assert clf.tokenizer_.model_max_length == 512
+    assert not [r for r in transformers_log if "sequence length" in r.getMessage()]
 
 
 def test_limit_read_from_config(short_bert, spy_batches):
