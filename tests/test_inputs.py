@@ -376,6 +376,14 @@ def test_cached_features_follow_image_root(clip, image_files):
     np.testing.assert_array_equal(blue_proba, clf.predict_proba(rows(blue)))
     assert not np.array_equal(blue_proba, red_proba)
 
+    # Rows served from the cache are skipped, but bad rows keep their positions.
+    with pytest.raises(ValueError) as error:
+        clf.predict_proba(rows([names[0], "gone.png", names[2], None]))
+    assert str(error.value).splitlines()[1:3] == [
+        f"  row 1: file not found: {root / 'blue' / 'gone.png'}",
+        "  row 3: image is None",
+    ]
+
 
 def test_image_path_is_opened_not_tokenized(clip, image_files, monkeypatch):
     root, names = image_files
