@@ -80,9 +80,14 @@ def _swap_texts(X):
 
 def test_fit_predict(backbone, pair_data):
     X, y = pair_data
+    rng_state = torch.get_rng_state()
     clf = make(backbone, epochs=2).fit(X, y)
     np.testing.assert_array_equal(clf.classes_, ["neg", "pos"])
     proba = check_proba(clf, X)
+    # The caller's torch random state is left alone (ViLT draws random numbers
+    # when it predicts), and predicting twice gives the same probabilities.
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
     predicted = clf.predict(X)
     np.testing.assert_array_equal(predicted, clf.classes_[proba.argmax(axis=1)])
     assert clf.score(X, y) == np.mean(predicted == np.array(y))
