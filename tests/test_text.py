@@ -118,6 +118,8 @@ def test_binary_has_two_columns_and_score_is_accuracy(bert, text_data):
     expected = accuracy_score(flipped, clf.predict(X))
     assert clf.score(X, flipped) == pytest.approx(expected)
     assert clf.score(X, y) == pytest.approx(1 - expected)
+    with pytest.raises(ValueError, match="labels not seen during fit: 'neu'"):
+        clf.score(X, ["neu"] + y[1:])
 
 
 # --- sklearn tools --------------------------------------------------------------
