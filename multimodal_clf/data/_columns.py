@@ -132,8 +132,9 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
         and X.ndim in (3, 4)
         and X.dtype != object
     ):
-        # A stack of images, (N, H, W) or (N, H, W, C): one image per row. Split
-        # into rows of rows, an image of height 2 would pass for a pair.
+        # A stack of images, (N, H, W) or (N, H, W, C): one image per row. Read
+        # as rows of tuples instead, an image of height 2 would pass for a
+        # (text, image) pair.
         return {"image": list(X)}
     rows = _as_rows(X)
     if rows and all(isinstance(row, Mapping) for row in rows):
