@@ -323,22 +323,28 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         self.model_.to(device)
-        rows = self._encode(
-            self.model_,
-            columns,
-            device=device,
-            precision=precision,
-            use_cache=self.cache_features and not self.warm_start,
-        )
         from multimodal_clf.engine import predict_logits
 
-        return predict_logits(
-            self.model_,
-            rows,
-            device=device,
-            precision=precision,
-            batch_size=self.batch_size,
-        )
+        # Some backbones draw random numbers even in eval mode (ViLT shuffles its
+        # image patches): a fixed seed keeps predictions reproducible and leaves
+        # the caller's random state alone.
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(0)
+            rows = self._encode(
+                self.model_,
+                columns,
+                device=device,
+                precision=precision,
+                use_cache=self.cache_features and not self.warm_start,
+            )
+            return predict_logits(
+                self.model_,
+                rows,
+                device=device,
+                precision=precision,
+                batch_size=self.batch_size,
+            )
 
     def predict_proba(self, X):
         """Class probabilities, one column per entry of ``classes_``.

@@ -60,6 +60,8 @@ class MultimodalClassifier(BaseClassifier):
     path (str or path-like), a PIL image, a NumPy array (H x W, or H x W x C with
     C in 1, 3, 4; uint8, uint16, or float in [0, 1]) or encoded bytes; every one
     becomes 8-bit RGB the same way (see the images page of the documentation).
+    A single-modality run also takes a flat list of texts or of images, and an
+    image-only run an array of stacked images, N x H x W or N x H x W x C.
 
     Examples
     --------

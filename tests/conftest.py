@@ -4,11 +4,16 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests import tiny_models
 
 logging.getLogger("transformers").setLevel(logging.ERROR)
+
+# Tiny models gain nothing from intra-op threads, and on a shared machine the
+# threads' spin-waiting makes a fit tens of times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

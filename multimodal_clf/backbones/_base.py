@@ -92,7 +92,7 @@ class Backbone(nn.Module):
             encoded.update(self.encode_text(columns["text"]))
         if "image" in modalities:
             images = load_images(columns["image"], positions=positions)
-            encoded.update(self.encode_images(images))
+            encoded.update(self.encode_images(images, positions=positions))
         return encoded
 
     def encode_text(self, texts, *, prefix=""):
@@ -114,10 +114,13 @@ class Backbone(nn.Module):
             full = [i for i, ids in enumerate(tokens) if len(ids) >= limit]
             cut = 0
             if full:
+                # verbose=False: the tokenizer would log that these untruncated
+                # ids are too long for the model; they are only counted.
                 longer = self.tokenizer(
                     [texts[i] for i in full],
                     return_attention_mask=False,
                     return_token_type_ids=False,
+                    verbose=False,
                 )["input_ids"]
                 cut = sum(len(ids) > limit for ids in longer)
             if cut:
@@ -133,18 +136,30 @@ class Backbone(nn.Module):
             pad = self.tokenizer.eos_token_id or 0
         return {f"{prefix}text": TokenColumn(tokens, pad, prefix=prefix)}
 
-    def encode_images(self, images, *, name="pixel_values"):
+    def encode_images(self, images, *, name="pixel_values", positions=None):
         """Run the image processor once over RGB images, in bounded chunks.
 
         Parameters
         ----------
         images : list of PIL.Image.Image
             Already converted to RGB by :mod:`multimodal_clf.data`.
+        name : str, default="pixel_values"
+        positions : list of int, optional
+            Each image's row in the caller's data, for error messages.
         """
         pixels, has_mask = [], False
         for start in range(0, len(images), _IMAGE_CHUNK):
             chunk = images[start : start + _IMAGE_CHUNK]
-            out = self.image_processor(images=chunk, return_tensors="pt")
+            try:
+                out = self.image_processor(images=chunk, return_tensors="pt")
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:
+                rows = range(start, start + len(chunk))
+                if positions is not None:
+                    rows = [positions[row] for row in rows]
+                problem = self._processor_error(chunk, rows)
+                if problem is None:
+                    raise
+                raise problem from error
             values = out["pixel_values"]
             mask = out.get("pixel_mask")
             for row in range(len(chunk)):
@@ -156,6 +171,22 @@ class Backbone(nn.Module):
                 width = int(mask[row].any(dim=0).sum())
                 pixels.append(values[row, :, :height, :width].clone())
         return {name: ImageColumn(pixels, name=name, pixel_mask=has_mask)}
+
+    def _processor_error(self, images, rows):
+        """Name the first image of a failed chunk that the processor refuses."""
+        for row, image in zip(rows, images):
+            try:
+                self.image_processor(images=[image], return_tensors="pt")
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                width, height = image.size
+                return ValueError(
+                    f"row {row}: the image processor of this backbone "
+                    f"({type(self.image_processor).__name__}) cannot preprocess "
+                    f"this {width} x {height} image ({exc}). Very thin images can "
+                    "shrink to nothing when resized: crop or pad it closer to "
+                    "square, or drop the row."
+                )
+        return None
 
     # --- training options ---------------------------------------------------
     def enable_gradient_checkpointing(self):

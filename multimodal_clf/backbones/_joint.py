@@ -41,6 +41,9 @@ class _JointBackbone(Backbone):
     def encode(self, columns, modalities, load_images, positions=None):
         """Encode both inputs, standing in for the one an ablation leaves out."""
         encoded = super().encode(columns, modalities, load_images, positions)
+        if not modalities:
+            # Nothing to compute (the joint feature comes precomputed): no stand-ins.
+            return encoded
         n_rows = len(next(iter(columns.values())))
         if "text" not in modalities:
             encoded.update(self.encode_text([""] * n_rows))

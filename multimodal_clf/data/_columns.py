@@ -106,7 +106,8 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
     X : DataFrame, Series, list or array
         A DataFrame with the named columns; a list of dicts with those keys; a list
         of ``(text, image)`` pairs; or, when a single modality is used, a flat list
-        of texts or of images.
+        of texts or of images. Images alone may also come as one array of stacked
+        images, ``(N, H, W)`` or ``(N, H, W, C)``.
     modalities : tuple of {"text", "image"}
         The columns to extract.
     text_column, image_column : str
@@ -125,6 +126,16 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
         return {m: _frame_column(X, *names[m]) for m in modalities}
     if hasattr(X, "to_list") and hasattr(X, "index"):
         X = X.to_list()
+    if (
+        isinstance(X, np.ndarray)
+        and tuple(modalities) == ("image",)
+        and X.ndim in (3, 4)
+        and X.dtype != object
+    ):
+        # A stack of images, (N, H, W) or (N, H, W, C): one image per row. Read
+        # as rows of tuples instead, an image of height 2 would pass for a
+        # (text, image) pair.
+        return {"image": list(X)}
     rows = _as_rows(X)
     if rows and all(isinstance(row, Mapping) for row in rows):
         return {m: _dict_column(rows, *names[m]) for m in modalities}
