@@ -164,7 +164,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             if unknown:
                 raise ValueError(
                     f"class_weight names labels that are not in y: {unknown!r}. The "
-                    f"labels are {classes.tolist()!r}."
+                    f"labels are {classes.tolist()!r}; use them as the keys of "
+                    "class_weight, or drop the others."
                 )
             per_class = np.array(
                 [_class_weight_value(self.class_weight, c) for c in classes.tolist()]

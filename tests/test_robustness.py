@@ -523,6 +523,108 @@ def test_parameter_errors_name_parameter_and_fix(bert, text_data):
     )
 
 
+CONFIGURATION_ERRORS = [
+    (
+        "text",
+        {"max_length": 600},
+        r"max_length=600 is above this backbone's limit of 512 tokens \(read from "
+        r"its config\)\. Pass max_length=512 or less, or None for the limit\.",
+    ),
+    (
+        "text",
+        {"freeze": "encoder.nope"},
+        r"freeze='encoder\.nope': 'encoder\.nope' names no parameter of this "
+        r"backbone\. Use a tower \(text\), a number of layers, or a prefix",
+    ),
+    (
+        "text",
+        {"backbone": "/no/such/model"},
+        r"backbone folder '/no/such/model' does not exist\. Check the path, or pass",
+    ),
+    (
+        "text",
+        {"backbone": 3},
+        r"backbone must be a Hugging Face model id or a local folder .*got int 3",
+    ),
+    (
+        "text",
+        {"device": "gpu"},
+        r"- device: allowed 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'; got "
+        r"'gpu'\.\nSet them with set_params",
+    ),
+    (
+        "text",
+        {"precision": "fp16", "device": "cpu"},
+        r"precision='fp16' needs a CUDA GPU, but the device is cpu\. Use "
+        r"precision='bf16'",
+    ),
+    (
+        "pair",
+        {"image_root": "/no/such/folder"},
+        r"The parameter 'image_root' must be an existing directory, got "
+        r"/no/such/folder\. .*pass the folder that holds the images",
+    ),
+    (
+        "pair",
+        {"fusion": "concatt", "modalities": ("audio",)},
+        r"Invalid parameters for MultimodalClassifier:\n  - fusion: allowed one of "
+        r"'concat', 'late', 'product'; got 'concatt'\. Did you mean 'concat'\?\n"
+        r"  - modalities: allowed .*; got \('audio',\)\.\nSet them with",
+    ),
+    (
+        "pair",
+        {"max_image_pixels": 0},
+        r"- max_image_pixels: allowed an int >= 1; got 0\.",
+    ),
+    (
+        "text-as-pair",
+        {},
+        r"is a 'bert' model, which reads text only; modalities=\('text', 'image'\) "
+        r"needs images\. Pass a joint checkpoint \(clip, flava, vilt\) or a",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, params, message",
+    CONFIGURATION_ERRORS,
+    ids=[
+        "max_length",
+        "freeze",
+        "no-folder",
+        "backbone-type",
+        "device",
+        "fp16-cpu",
+        "image_root",
+        "fusion",
+        "max_image_pixels",
+        "text-only-backbone",
+    ],
+)
+def test_configuration_errors_name_parameter_and_fix(
+    bert, clip, text_data, pair_data, kind, params, message
+):
+    if kind == "text":
+        estimator, (X, y) = TextClassifier(bert), text_data
+    else:
+        backbone = bert if kind == "text-as-pair" else clip
+        estimator, (X, y) = MultimodalClassifier(backbone), pair_data
+    estimator.set_params(epochs=1, verbose=0, **params)
+    with pytest.raises((ValueError, TypeError), match=message):
+        estimator.fit(X, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+def test_cuda_without_a_gpu_says_what_to_use(bert, text_data):
+    estimator = TextClassifier(bert, device="cuda", verbose=0)
+    with pytest.raises(
+        ValueError,
+        match=r"device='cuda' but no CUDA GPU is visible "
+        r"to PyTorch\. Use device='cpu' or 'auto'\.",
+    ):
+        estimator.fit(*text_data)
+
+
 @pytest.mark.parametrize(
     "sample_weight, error, message",
     [
@@ -547,7 +649,11 @@ def test_sample_weight_errors(bert, text_data, sample_weight, error, message):
     [
         ({"pos": -1}, r"class_weight\['pos'\] is -1; class weights must be finite"),
         ({"pos": "x"}, r"class_weight\['pos'\] is 'x'.*Fix the dict"),
-        ({"maybe": 2}, r"class_weight names labels that are not in y: \['maybe'\]"),
+        (
+            {"maybe": 2},
+            r"class_weight names labels that are not in y: \['maybe'\]\. The labels "
+            r"are \['neg', 'pos'\]; use them as the keys of class_weight",
+        ),
         (
             {"pos": 0, "neg": 0},
             r"Every row weight is zero \(class_weight\).*Give at least one row",
