@@ -729,6 +729,11 @@ def test_sparse_input_is_refused_with_a_clear_error(fitted_text):
         fitted_text.predict(sparse.csr_matrix(np.eye(3)))
 
 
+def test_a_single_image_is_not_x(fitted_pair):
+    with pytest.raises(TypeError, match=r"X is a single image; pass a list of images"):
+        fitted_pair.predict_proba(Image.new("RGB", (4, 2)))
+
+
 def test_image_errors_name_row_column_and_fix(fitted_pair, files):
     X = [
         ("ok", files["png"]),

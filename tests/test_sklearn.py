@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,11 +187,10 @@ def check_models(bert, clip):
     shutil.rmtree(CHECK_MODELS, ignore_errors=True)
 
 
+@pytest.mark.filterwarnings("ignore::multimodal_clf.exceptions.TruncationWarning")
 @parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check, check_models):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        check(estimator)
+    check(estimator)
 
 
 # --- tags and the checks that need no data -----------------------------------

@@ -67,7 +67,7 @@ def check_texts(values, *, column="text"):
             "Every text must be a str: fill missing texts (for example with '') or "
             "drop those rows."
         )
-    invalid = [(row, reason) for row, reason in _unicode_problems(texts)]
+    invalid = list(_unicode_problems(texts))
     if invalid:
         raise ValueError(
             f"{len(invalid)} entries of column {column!r} are not valid Unicode:\n"
@@ -114,6 +114,11 @@ def _as_rows(X):
         raise TypeError(
             "X is a dict; pass a list of row dicts, or a DataFrame built from the "
             "dict of columns, for example pandas.DataFrame(X)."
+        )
+    if type(X).__module__.startswith("PIL."):
+        raise TypeError(
+            "X is a single image; pass a list of images (or of (text, image) "
+            "pairs), for example [image] rather than image."
         )
     if isinstance(X, Set):
         raise TypeError(
