@@ -1,6 +1,7 @@
 """scikit-learn compatibility: the shared estimator checks, tags, metadata routing,
 sample and class weights, meta-estimators, repeated fits and parallel search."""
 
+import atexit
 import gc
 import logging
 import pickle
@@ -71,6 +72,7 @@ def one_thread():
 # Estimators are built at collection time; their model folders are made (as
 # links to the session's tiny models) only when a check runs.
 CHECK_MODELS = Path(tempfile.mkdtemp(prefix="multimodal-clf-checks-"))
+atexit.register(shutil.rmtree, CHECK_MODELS, ignore_errors=True)
 
 
 def _numeric_matrix(X):
@@ -183,8 +185,7 @@ def check_models(bert, clip):
         link = CHECK_MODELS / name
         if not link.exists():
             link.symlink_to(built, target_is_directory=True)
-    yield CHECK_MODELS
-    shutil.rmtree(CHECK_MODELS, ignore_errors=True)
+    return CHECK_MODELS
 
 
 @pytest.mark.filterwarnings("ignore::multimodal_clf.exceptions.TruncationWarning")
