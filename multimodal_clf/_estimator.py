@@ -5,16 +5,17 @@ Everything an estimator does happens in ``fit``: parameters are checked, inputs
 coerced, the backbone loaded and the engine run. ``__init__`` only stores.
 """
 
+import gc
 import logging
 import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.validation import check_is_fitted
 
 from multimodal_clf import _params as P
 from multimodal_clf._model import (
@@ -32,6 +33,7 @@ from multimodal_clf.data._columns import (
 )
 from multimodal_clf.engine import PRECISIONS, Trainer, check_device, resolve_device
 from multimodal_clf.engine._precision import resolve_precision
+from multimodal_clf.exceptions import NotFittedError
 from multimodal_clf.heads import make_head
 
 logger = logging.getLogger(__name__)
@@ -108,14 +110,24 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        # Rows are texts (and images), a list of row dicts or a DataFrame of
+        # named columns; never a numeric matrix, sparse or not.
         tags.input_tags.string = True
+        tags.input_tags.dict = True
         tags.input_tags.two_d_array = False
+        tags.input_tags.sparse = False
         tags.input_tags.categorical = False
+        tags.input_tags.allow_nan = False
         tags.non_deterministic = self.random_state is None
         return tags
 
     def _check_fitted(self):
-        check_is_fitted(self)
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call "
+                "fit(X, y) before predict, predict_proba, predict_log_proba or "
+                "score."
+            )
 
     # --- inputs --------------------------------------------------------------
     def _columns(self, X):
@@ -139,18 +151,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _row_weights(self, y, classes, sample_weight):
         weights = np.ones(len(y), dtype=np.float64)
         if sample_weight is not None:
-            sw = np.asarray(sample_weight, dtype=np.float64)
-            if sw.shape != (len(y),):
-                raise ValueError(
-                    f"sample_weight has shape {sw.shape}; it needs one weight per row "
-                    f"of X, shape ({len(y)},)."
-                )
-            bad = np.flatnonzero(~np.isfinite(sw) | (sw < 0))
-            if bad.size:
-                raise ValueError(
-                    f"sample_weight must be finite and >= 0; rows {bad[:10].tolist()} "
-                    "are not."
-                )
+            sw = _check_sample_weight(sample_weight, len(y))
             weights *= sw
         if self.class_weight == "balanced":
             per_class = compute_class_weight(
@@ -162,12 +163,21 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             if unknown:
                 raise ValueError(
                     f"class_weight names labels that are not in y: {unknown!r}. The "
-                    f"labels are {classes.tolist()!r}."
+                    f"labels are {classes.tolist()!r}; use them as the keys of "
+                    "class_weight, or drop the others."
                 )
             per_class = np.array(
-                [float(self.class_weight.get(c, 1.0)) for c in classes.tolist()]
+                [_class_weight_value(self.class_weight, c) for c in classes.tolist()]
             )
             weights *= per_class[y]
+        if not weights.any():
+            source = "sample_weight" if sample_weight is not None else ""
+            if self.class_weight is not None:
+                source += (" times " if source else "") + "class_weight"
+            raise ValueError(
+                f"Every row weight is zero ({source}), so there is nothing to learn "
+                "from. Give at least one row of at least one class a positive weight."
+            )
         return weights if (sample_weight is not None or self.class_weight) else None
 
     # --- fit -----------------------------------------------------------------
@@ -280,6 +290,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         P.check_parameters(self, self._rules)
+        _check_not_forked_from_cuda(self)
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
@@ -312,6 +323,10 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_iter_ = len(self.history_)
         self.interrupted_ = trainer.interrupted
+        # The optimizer state and encoded rows die here; give their GPU memory
+        # back so that the next fit of a search starts from an empty cache.
+        del trainer, rows, train, valid
+        _release_device_memory(device)
         self.tokenizer_ = model.backbone.tokenizer
         self.image_processor_ = model.backbone.image_processor
         return self
@@ -319,6 +334,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     # --- predict -------------------------------------------------------------
     def _predict_logits(self, X):
         self._check_fitted()
+        _check_not_forked_from_cuda(self)
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
@@ -363,11 +379,93 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels, of the same type as the labels given to ``fit``."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy on (X, y); labels unseen during fit are an error."""
         self._check_fitted()
-        check_unseen_labels(y, self.classes_)
-        return super().score(X, y, sample_weight=sample_weight)
+        labels = check_unseen_labels(y, self.classes_)
+        predicted = self.predict(X)
+        if len(labels) != len(predicted):
+            raise ValueError(
+                f"X and y have different lengths: X has {len(predicted)} rows, y has "
+                f"{len(labels)} labels. Pass one label per row."
+            )
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, len(labels))
+        return accuracy_score(labels, predicted, sample_weight=sample_weight)
+
+
+def _check_sample_weight(sample_weight, n_rows):
+    """Per-row weights as floats, checked: one per row, finite and >= 0."""
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"sample_weight must hold numbers, one weight per row of X; converting "
+            f"it failed ({error}). Pass a list or array of floats."
+        ) from None
+    if weights.shape != (n_rows,):
+        raise ValueError(
+            f"sample_weight has shape {weights.shape}; it needs one weight per row "
+            f"of X, shape ({n_rows},)."
+        )
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if bad.size:
+        rows = "\n".join(f"  row {row}: {weights[row].item()!r}" for row in bad[:10])
+        more = f"\n  ... and {bad.size - 10} more rows" if bad.size > 10 else ""
+        raise ValueError(
+            f"sample_weight must be finite and >= 0; {bad.size} rows are not:\n"
+            f"{rows}{more}\nFix those weights or drop the rows."
+        )
+    return weights
+
+
+def _class_weight_value(class_weight, label):
+    """The weight ``class_weight`` gives ``label`` (1 when absent), checked."""
+    value = class_weight.get(label, 1.0)
+    if (
+        not isinstance(value, (int, float, np.integer, np.floating))
+        or isinstance(value, (bool, np.bool_))
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"class_weight[{label!r}] is {value!r}; class weights must be finite "
+            "numbers >= 0. Fix the dict passed as class_weight."
+        )
+    return float(value)
+
+
+def _check_not_forked_from_cuda(estimator):
+    """Refuse CUDA in a child process forked after its parent initialised CUDA.
+
+    CUDA cannot be initialised again in such a child: without this check the
+    first CUDA call deep inside PyTorch fails with a message that names neither
+    the cause nor the fix.
+    """
+    device = estimator.device
+    kind = device.type if isinstance(device, torch.device) else str(device)
+    if kind != "auto" and not kind.startswith("cuda"):
+        return
+    in_bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)
+    if in_bad_fork():
+        raise RuntimeError(
+            f"{type(estimator).__name__}(device={device!r}) cannot use CUDA in this "
+            "process: it was forked from a parent that had already initialised "
+            "CUDA, and CUDA cannot start again in a forked child. This happens "
+            "with n_jobs > 1 under a fork-based backend (joblib's "
+            "'multiprocessing', or multiprocessing's 'fork' start method). Use "
+            "n_jobs=1 (one GPU runs one fit at a time anyway), joblib's default "
+            "'loky' backend or the 'spawn' start method, or device='cpu'."
+        )
+
+
+def _release_device_memory(device):
+    """Return cached GPU memory to the driver once a fit's tensors are freed."""
+    if device.type != "cuda":
+        return
+    gc.collect()
+    torch.cuda.empty_cache()
 

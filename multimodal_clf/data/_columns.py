@@ -2,9 +2,12 @@
 
 import logging
 import numbers
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Set
 
 import numpy as np
+from scipy import sparse
+from sklearn.exceptions import DataConversionWarning
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,26 @@ def check_texts(values, *, column="text"):
             "Every text must be a str: fill missing texts (for example with '') or "
             "drop those rows."
         )
+    invalid = list(_unicode_problems(texts))
+    if invalid:
+        raise ValueError(
+            f"{len(invalid)} entries of column {column!r} are not valid Unicode:\n"
+            f"{_list_rows(invalid)}\n"
+            "A lone surrogate is half of a character, usually left by decoding bytes "
+            "with errors='surrogateescape'; decode the source with errors='replace' "
+            "or remove those characters."
+        )
     return texts
+
+
+def _unicode_problems(texts):
+    """Yield ``(row, reason)`` for texts holding lone surrogates (not encodable)."""
+    for row, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            char = ord(text[error.start])
+            yield row, f"lone surrogate U+{char:04X} at character {error.start}"
 
 
 def _frame_column(X, name, parameter):
@@ -83,6 +105,28 @@ def _as_rows(X):
             "X is a single string; pass a list of texts (or of rows), for example "
             "[text] rather than text."
         )
+    if sparse.issparse(X):
+        raise TypeError(
+            f"X is a sparse {type(X).__name__}; sparse input is not supported. Pass "
+            "the texts (and images) themselves: a list of rows or a DataFrame."
+        )
+    if isinstance(X, Mapping):
+        raise TypeError(
+            "X is a dict; pass a list of row dicts, or a DataFrame built from the "
+            "dict of columns, for example pandas.DataFrame(X)."
+        )
+    if type(X).__module__.startswith("PIL."):
+        raise TypeError(
+            "X is a single image; pass a list of images (or of (text, image) "
+            "pairs), for example [image] rather than image."
+        )
+    if isinstance(X, Set):
+        raise TypeError(
+            f"X is a {type(X).__name__}, which has no order, so predictions could "
+            "not be matched to rows; pass a list."
+        )
+    if not isinstance(X, (list, tuple, np.ndarray)) and hasattr(X, "__array__"):
+        X = np.asarray(X)
     if isinstance(X, np.ndarray):
         if X.ndim == 0:
             raise TypeError("X is a 0-d array; pass a list or array of rows.")
@@ -167,12 +211,14 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
 
 
 def _dict_column(rows, key, parameter):
-    missing = [row for row, value in enumerate(rows) if key not in value]
+    missing = [
+        (row, f"no key {key!r}") for row, value in enumerate(rows) if key not in value
+    ]
     if missing:
-        listed = ", ".join(map(str, missing[:_MAX_LISTED]))
         raise ValueError(
-            f"{len(missing)} rows of X have no key {key!r} (set by {parameter}): "
-            f"rows {listed}. Add the key to every row or pass {parameter}=<key>."
+            f"{len(missing)} rows of X have no key {key!r} (set by {parameter}):\n"
+            f"{_list_rows(missing)}\nAdd the key to every row or pass "
+            f"{parameter}=<key>."
         )
     return [value[key] for value in rows]
 
@@ -192,21 +238,20 @@ def check_labels(y, n_rows):
     y_encoded : ndarray of int64
     classes : ndarray
         The sorted unique labels, as :func:`numpy.unique` gives them.
+
+    Raises
+    ------
+    ValueError
+        For a missing y, a y of the wrong shape or length, missing, non-finite,
+        continuous, complex or mixed-type labels, or fewer than 2 classes; row
+        problems list the rows.
     """
     if y is None:
         raise ValueError(
-            "y is None: this classifier needs labels; pass y to fit(X, y)."
+            "fit requires y to be passed, but the target y is None. Pass one class "
+            "label per row of X: fit(X, y)."
         )
-    labels = y.to_numpy() if hasattr(y, "to_numpy") else y
-    labels = np.asarray(labels, dtype=object) if isinstance(labels, list) else labels
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels.ravel()
-    if labels.ndim != 1:
-        raise ValueError(
-            f"y must be 1-d (one label per row); got shape {labels.shape}. "
-            "Multi-output classification is not supported."
-        )
+    labels = _label_array(y)
     if len(labels) != n_rows:
         raise ValueError(
             f"X and y have different lengths: X has {n_rows} rows, y has "
@@ -216,52 +261,141 @@ def check_labels(y, n_rows):
     classes, encoded = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(
-            f"Classifier needs at least 2 classes in y; got {len(classes)} "
-            f"({list(classes)!r}). Check that y holds the labels of every class."
+            f"y holds {len(classes)} class ({classes.tolist()!r}); a classifier "
+            "needs at least 2 classes. Check that y holds the labels of every class."
         )
     return encoded.astype(np.int64), classes
 
 
+def _label_array(y):
+    """y as a 1-d array; lists become object arrays so that types are kept."""
+    labels = y.to_numpy() if hasattr(y, "to_numpy") else y
+    if isinstance(labels, (list, tuple)):
+        labels = np.asarray(labels, dtype=object)
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected: y of shape "
+            f"{labels.shape} was flattened to shape ({labels.shape[0]},). Pass a 1-d "
+            "y, for example y.ravel().",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise ValueError(
+            f"y must be 1-d (one label per row); got shape {labels.shape}. "
+            "Multi-output classification is not supported."
+        )
+    return labels
+
+
+def _check_numeric_labels(labels):
+    """Refuse complex, non-finite and non-integer (continuous) numeric labels."""
+    if labels.dtype.kind == "c":
+        raise ValueError(
+            "y holds complex numbers; Complex data not supported as class labels. "
+            "Pass strings or real numbers."
+        )
+    if labels.dtype.kind != "f":
+        return labels
+    bad = np.flatnonzero(~np.isfinite(labels))
+    if bad.size:
+        problems = [(row, repr(labels[row].item())) for row in bad.tolist()]
+        raise ValueError(
+            f"y holds {bad.size} NaN or infinite labels:\n{_list_rows(problems)}\n"
+            "Drop those rows or fill their labels."
+        )
+    fractional = np.flatnonzero(labels != np.round(labels))
+    if fractional.size:
+        problems = [(row, repr(labels[row].item())) for row in fractional.tolist()]
+        raise ValueError(
+            "Unknown label type: continuous. y holds numbers with a fractional "
+            f"part, which are not class labels:\n{_list_rows(problems)}\n"
+            "This classifier needs classes: bin the values (for example with "
+            "numpy.digitize) or use whole numbers or strings."
+        )
+    return labels
+
+
 def _check_label_types(labels):
-    if labels.dtype.kind in "fc":
-        bad = np.flatnonzero(~np.isfinite(labels))
-        if bad.size:
-            raise ValueError(
-                "y contains NaN or infinite labels at rows "
-                f"{bad[:_MAX_LISTED].tolist()}. Drop those rows or fill their labels."
-            )
-        return labels
     if labels.dtype.kind != "O":
-        return labels
-    missing = [row for row, value in enumerate(labels) if _is_missing(value)]
+        return _check_numeric_labels(labels)
+    missing = [
+        (row, "missing label (None or NaN)")
+        for row, value in enumerate(labels)
+        if _is_missing(value)
+    ]
     if missing:
         raise ValueError(
-            f"y contains missing labels (None or NaN) at rows {missing[:_MAX_LISTED]}"
-            ". Drop those rows or fill their labels."
+            f"y holds {len(missing)} missing labels:\n{_list_rows(missing)}\n"
+            "Drop those rows or fill their labels."
         )
-    is_str = [isinstance(value, str) for value in labels]
-    if all(is_str):
+    if all(isinstance(value, str) for value in labels):
         return labels.astype(str)
-    is_num = [
-        isinstance(value, numbers.Number) and not isinstance(value, bool)
+    if all(isinstance(value, (bool, np.bool_)) for value in labels):
+        return labels.astype(bool)
+    is_number = [
+        isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_))
         for value in labels
     ]
-    if all(is_num) or all(isinstance(value, (bool, np.bool_)) for value in labels):
-        return np.asarray(labels.tolist())
-    kinds = sorted({type(value).__name__ for value in labels})
+    if all(is_number):
+        return _check_numeric_labels(np.asarray(labels.tolist()))
+    first = {}
+    for row, value in enumerate(labels):
+        name = type(value).__name__
+        first.setdefault(name, (row, f"{name} {value!r:.40}"))
+    examples = _list_rows(sorted(first.values()))
+    has_str = any(isinstance(value, str) for value in labels)
+    if len(first) == 1 or not (has_str or any(is_number)):
+        raise ValueError(
+            f"y holds labels of type {', '.join(sorted(first))}:\n{examples}\n"
+            "Labels must be strings or numbers; convert them, for example "
+            "y = [str(label) for label in y]."
+        )
     raise ValueError(
-        f"y mixes label types {kinds}; labels must be all strings or all numbers. "
-        "Convert them to one type, for example y = [str(label) for label in y]."
+        f"y mixes label types {sorted(first)}:\n{examples}\nLabels must be all "
+        "strings or all numbers. Convert them to one type, for example "
+        "y = [str(label) for label in y]."
     )
 
 
+def _is_known(value, known):
+    try:
+        return not _is_missing(value) and value in known
+    except TypeError:  # unhashable, such as a list
+        return False
+
+
 def check_unseen_labels(y, classes):
-    """Raise a clear error for labels that were not seen during fit."""
-    labels = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=object)
+    """Check labels given to ``score`` against those seen during fit.
+
+    Returns
+    -------
+    labels : ndarray
+        y as a 1-d array.
+
+    Raises
+    ------
+    ValueError
+        Listing the rows whose label was not seen during fit.
+    """
+    if y is None:
+        raise ValueError(
+            "score requires y to be passed, but the target y is None. Pass the "
+            "true label of every row of X: score(X, y)."
+        )
+    labels = _label_array(y)
     known = set(classes.tolist())
-    unseen = sorted({repr(v) for v in labels.ravel().tolist() if v not in known})
+    unseen = [
+        (row, f"{value!r:.40}")
+        for row, value in enumerate(labels.tolist())
+        if not _is_known(value, known)
+    ]
     if unseen:
         raise ValueError(
-            f"y contains labels not seen during fit: {', '.join(unseen[:_MAX_LISTED])}"
-            f". The classifier knows {classes.tolist()!r}."
+            f"y holds {len(unseen)} labels not seen during fit:\n"
+            f"{_list_rows(unseen)}\nThe classifier knows {classes.tolist()!r}; "
+            "drop those rows, or refit with them."
         )
+    return labels

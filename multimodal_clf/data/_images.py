@@ -183,8 +183,10 @@ def _resolve_root(image_root):
 
 
 def _check_size(size, max_pixels, parameter, path=None):
-    """Refuse an image whose width x height is over `max_pixels`."""
+    """Refuse an image with no pixels, or with width x height over `max_pixels`."""
     width, height = size
+    if width * height == 0:
+        raise ImageLoadError(f"image is {width} x {height}: it has no pixels", path)
     if max_pixels is None or width * height <= max_pixels:
         return
     raise ImageLoadError(
@@ -428,12 +430,19 @@ def _load_file(value, root, max_pixels, parameter):
         path = root / path
     path = Path(os.path.abspath(path))
 
-    if not path.exists():
-        raise ImageLoadError("file not found", path)
-    if path.is_dir():
-        raise ImageLoadError("path is a directory, not an image file", path)
-    if path.stat().st_size == 0:
-        raise ImageLoadError("file is empty (0 bytes)", path)
+    try:
+        if not path.exists():
+            raise ImageLoadError("file not found", path)
+        if path.is_dir():
+            raise ImageLoadError("path is a directory, not an image file", path)
+        if not path.is_file():
+            raise ImageLoadError(
+                "path is not a regular file (a device, pipe or socket)", path
+            )
+        if path.stat().st_size == 0:
+            raise ImageLoadError("file is empty (0 bytes)", path)
+    except OSError as exc:  # a name too long, a permission denied, ...
+        raise ImageLoadError(f"cannot access path ({exc.strerror})", path) from exc
 
     try:
         handle = open(path, "rb")
