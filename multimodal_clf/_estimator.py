@@ -468,4 +468,3 @@ def _release_device_memory(device):
         return
     gc.collect()
     torch.cuda.empty_cache()
-
