@@ -151,6 +151,9 @@ def freeze_parameters(backbone, freeze):
             if prefix in towers:
                 chosen |= {ids[id(p)] for p in module_params(towers[prefix])}
                 continue
+            if prefix in ("text", "image"):
+                # A tower this ablation leaves out: nothing of it is trained.
+                continue
             matched = {n for n in params if n == prefix or n.startswith(prefix + ".")}
             if not matched:
                 raise ValueError(
