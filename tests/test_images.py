@@ -640,3 +640,17 @@ def test_max_pixels_must_be_a_positive_integer(bad):
 
 def test_default_limit_value():
     assert DEFAULT_MAX_IMAGE_PIXELS == 40_000_000
+
+
+def test_extreme_aspect_ratio_is_refused_before_processing():
+    from multimodal_clf.data import load_images
+
+    sliver = np.zeros((1, 200_000), dtype=np.uint8)
+    with pytest.raises(
+        ValueError,
+        match=r"row 1: image is 200000 x 1: its sides "
+        r"differ by more than 100:1",
+    ):
+        load_images([np.zeros((4, 4), dtype=np.uint8), sliver])
+    # 1 x 100 is still accepted, and stays 1 x 100.
+    assert load_images([np.zeros((1, 100), dtype=np.uint8)])[0].size == (100, 1)

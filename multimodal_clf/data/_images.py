@@ -31,6 +31,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+
+#: Longest side over shortest side beyond which an image is refused.
+MAX_ASPECT_RATIO = 100
 """Largest image, in pixels (width x height), that is decoded by default."""
 
 _ACCEPTED_TYPES = (
@@ -187,6 +190,14 @@ def _check_size(size, max_pixels, parameter, path=None):
     width, height = size
     if width * height == 0:
         raise ImageLoadError(f"image is {width} x {height}: it has no pixels", path)
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        # Processors scale the short side up to the model's size, so a sliver
+        # would become a huge image however few pixels it has.
+        raise ImageLoadError(
+            f"image is {width} x {height}: its sides differ by more than "
+            f"{MAX_ASPECT_RATIO}:1; crop or pad it to a less extreme shape",
+            path,
+        )
     if max_pixels is None or width * height <= max_pixels:
         return
     raise ImageLoadError(
