@@ -458,6 +458,25 @@ def test_compare_writes_every_report_file(tmp_path, csv_data, bert, clip, capsys
     assert "| tb | text | 2 |" in "\n".join(stdout)
 
 
+def test_compare_computes_frozen_image_features_once(tmp_path, csv_data, pair):
+    text, vision = pair
+    out = tmp_path / "report"
+    argv = compare_argv(out, csv_data, text, vision, "--freeze", "image")
+    argv[argv.index("tb,tc")] = "tb+tc:image,tb+tc"
+    multimodal_clf.clear_feature_cache()
+    assert main(argv) == 0
+
+    runs = pd.read_csv(out / "results.csv")
+    assert dict(zip(runs["model"], runs["kind"])) == {
+        "tb+tc:image": "image",
+        "tb+tc": "multimodal",
+    }
+    # 12 training and 8 evaluation images, looked up by 2 models x 2 seeds: the
+    # image-only and the text+image model share the frozen image features.
+    cache = multimodal_clf.feature_cache
+    assert (cache.misses, cache.hits) == (20, 4 * 20 - 20)
+
+
 def test_ctrl_c_during_compare_keeps_finished_runs(
     tmp_path, csv_data, bert, clip, monkeypatch, capsys
 ):
