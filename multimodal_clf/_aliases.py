@@ -217,9 +217,9 @@ def _unknown_message(name, model_paths):
         f"unknown model {name!r}: it is not an alias ({', '.join(names)}), not an "
         "existing folder, and not a hub id of the form owner/name."
     )
-    close = difflib.get_close_matches(name.lower(), names, n=1)
+    close = difflib.get_close_matches(name.lower(), names, n=2)
     if close:
-        message += f" Did you mean {close[0]!r}?"
+        message += f" Did you mean {' or '.join(map(repr, close))}?"
     elif os.sep in name or name.startswith("."):
         message += " Check the folder path."
     else:

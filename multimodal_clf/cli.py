@@ -870,8 +870,14 @@ def _configure_logging(verbose):
         logging.INFO if verbose else logging.WARNING
     )
     # Loading a checkpoint without its classification head is the normal case
-    # here; transformers' notes about it are noise on a command line.
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    # here, and without network the hub client logs every retry before the
+    # error that the library reports anyway: both are noise on a command line.
+    # Each package sets its own logger's level when imported, hence their calls.
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as transformers_logging
+
+    hub_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
     logging.captureWarnings(True)
 
 
@@ -901,5 +907,10 @@ def main(argv=None):
         if args.traceback:
             raise
         message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and "Hugging Face hub" in message:
+            message += (
+                " Without access to the hub, map the model to a local folder "
+                "with --model-path NAME=FOLDER."
+            )
         print(f"multimodal-clf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,6 +1,7 @@
 """Tests of the multimodal-clf command: parsing, train, predict, compare, errors."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,13 @@ from multimodal_clf._aliases import (
     parse_model,
     parse_model_paths,
 )
-from multimodal_clf.cli import _freeze_for, build_parser, main, make_estimator
+from multimodal_clf.cli import (
+    CommandError,
+    _freeze_for,
+    build_parser,
+    main,
+    make_estimator,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,6 +73,13 @@ def csv_args(csv_data, *extra):
 
 
 FAST = ["--epochs", "1", "--batch-size", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_warnings():
+    """main() routes warnings to logging, as a command should; undo it."""
+    yield
+    logging.captureWarnings(False)
 
 
 # --------------------------------------------------------------------------
@@ -173,7 +187,7 @@ def test_parse_pairs_and_model_paths(tmp_path):
     "spec, message",
     [
         ("nosuchmodel", r"unknown model 'nosuchmodel'.*--model-path nosuchmodel="),
-        ("berrt", r"unknown model 'berrt'.*Did you mean 'bert'\?"),
+        ("berrt", r"unknown model 'berrt'.*Did you mean 'bert'"),
         ("bert:image", r"'bert' is a text encoder, so it cannot read images"),
         ("clip:audio", r"unknown modalities suffix ':audio'"),
         ("clip+bert", r"a pair is TEXT\+IMAGE.*'clip' is a clip model"),
@@ -531,6 +545,20 @@ def test_unknown_alias_exits_2_naming_it(tmp_path, capsys):
     line = error_line(capsys)
     assert line.startswith("multimodal-clf compare: error: unknown model 'nosuchmodel'")
     assert not (tmp_path / "out").exists()
+
+
+def test_traceback_option_raises_instead(tmp_path):
+    with pytest.raises(CommandError, match=r"unknown model 'nosuchmodel'"):
+        run_cli(
+            "--traceback",
+            "train",
+            "--model",
+            "nosuchmodel",
+            "--dataset",
+            "clipart_mini",
+            "--output",
+            tmp_path,
+        )
 
 
 def test_missing_data_dir_exits_2(tmp_path, capsys):
