@@ -361,6 +361,55 @@ def test_train_csv_held_out_fraction(tmp_path, csv_data, bert):
     assert record["eval_split"] == "held-out 0.25 of train.csv"
 
 
+def write_memes(root):
+    """A Hateful Memes layout: 8 training and 4 dev_seen memes."""
+    from tests.test_datasets import write_image, write_jsonl
+
+    for split, ids in (("train", range(8)), ("dev_seen", range(8, 12))):
+        records = [
+            {"id": i, "img": f"img/{i}.png", "label": i % 2, "text": f"meme {i}"}
+            for i in ids
+        ]
+        for record in records:
+            write_image(root / record["img"])
+        write_jsonl(root / f"{split}.jsonl", records)
+    return root
+
+
+def write_vqa_splits(root):
+    """A VQA v2 layout whose val split has one answer unseen in train."""
+    from tests.test_datasets import write_vqa
+
+    root.mkdir(parents=True)
+    answers = ["yes", "no", "2"]
+    train = [(i, 10 + i % 3, f"question {i}?", answers[i % 3]) for i in range(9)]
+    val = [(100 + i, 30, f"other {i}?", answers[i % 3]) for i in range(3)]
+    write_vqa(root, "train", train)
+    write_vqa(root, "val", val + [(200, 31, "how many?", "7")])
+    return root
+
+
+@pytest.mark.parametrize(
+    "dataset, write, eval_split, n_eval, classes",
+    [
+        ("hateful_memes", write_memes, "dev_seen", 4, [0, 1]),
+        ("vqa_v2", write_vqa_splits, "val", 3, ["2", "no", "yes"]),
+    ],
+)
+def test_train_published_layouts(
+    tmp_path, bert, dataset, write, eval_split, n_eval, classes
+):
+    root = write(tmp_path / dataset)
+    out = tmp_path / "run"
+    argv = ["train", "--model", "tb", "--model-path", f"tb={bert}", "--output", out]
+    code = run_cli(*argv, *FAST, "--dataset", dataset, "--data-dir", root)
+    assert code == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert (record["eval_split"], record["n_eval"]) == (eval_split, n_eval)
+    assert record["classes"] == classes
+    assert 0 <= record["metrics"]["accuracy"] <= 1
+
+
 # --------------------------------------------------------------------------
 # predict
 # --------------------------------------------------------------------------
