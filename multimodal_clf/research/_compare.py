@@ -192,6 +192,10 @@ def _fit_and_predict(template, seed, X_train, y_train, X_test, n_train, n_test):
     """Fit a fresh clone with ``random_state=seed``; time and measure it."""
     estimator = clone(template).set_params(random_state=seed)
     fit = measure(estimator.fit, X_train, y_train)
+    if getattr(estimator, "interrupted_", False):
+        # The estimator caught Ctrl-C itself and stopped training early: the
+        # run is unfinished, so stop the comparison as if it had propagated.
+        raise KeyboardInterrupt
     predict = measure(estimator.predict_proba, X_test)
 
     peak, increase = fit.peak_memory_bytes, fit.memory_increase_bytes
