@@ -124,6 +124,9 @@ def score_probabilities(y_true_encoded, proba, metric, n_classes):
             )
         )
 
+    # Float32 probabilities sum to 1 only within ~1e-7, which log_loss's float64
+    # check would warn about; renormalising changes nothing else.
+    proba = proba / proba.sum(axis=1, keepdims=True)
     return float(log_loss(y_true_encoded, proba, labels=labels))
 
 
