@@ -427,5 +427,6 @@ def test_split_columns_layouts():
     assert [a.shape for a in columns["image"]] == [(2, 5)] * 3
     with pytest.raises(ValueError, match=r"row 1: str is not a \(text, image\) pair"):
         split_columns([("a", image), "b"], modalities=both)
-    with pytest.raises(ValueError, match=r"rows of X have no key 'image'.*rows 1"):
+    missing_key = r"no key 'image' \(set by image_column\):\n  row 1: "
+    with pytest.raises(ValueError, match=missing_key):
         split_columns([{"text": "a", "image": 1}, {"text": "b"}], modalities=both)
