@@ -204,6 +204,11 @@ def _read_manifest(folder):
 
 def _estimator_class(name, expected):
     known = _estimator_classes()
+    if not isinstance(name, str):
+        raise CheckpointError(
+            f"the manifest names no estimator class (estimator={name!r:.60}); it "
+            "was not written by multimodal-clf's save or has been edited."
+        )
     if expected is not None:
         if name == expected.__name__:
             return expected
@@ -267,8 +272,10 @@ def _decode_params(folder, data, cls):
 def _decode_classes(folder, data):
     if not isinstance(data, dict):
         raise _bad(folder, "classes is not a JSON object")
+    if not isinstance(data.get("dtype"), str):
+        raise _bad(folder, "classes has no dtype")
     try:
-        dtype = np.dtype(data.get("dtype"))
+        dtype = np.dtype(data["dtype"])
     except (TypeError, ValueError) as error:
         raise _bad(folder, f"classes has a bad dtype ({error})") from None
     values = from_json(data.get("values"), where="classes")
@@ -317,11 +324,27 @@ def _backbone_spec(folder, manifest):
     return str(folder / spec)
 
 
+def _check_sides(folder, spec, modalities):
+    """A saved pair must hold the side of every modality it reads."""
+    if not isinstance(spec, tuple):
+        return
+    for side, modality in zip(spec, ("text", "image")):
+        if (side is None) == (modality in modalities):
+            raise _bad(
+                folder,
+                f"the backbone folders {spec!r:.120} do not match "
+                f"modalities={tuple(modalities)!r}",
+            )
+
+
 def _check_device(estimator, device):
     """Use ``device`` if given; else fall back to this machine's when needed."""
-    from multimodal_clf.engine import resolve_device
+    from multimodal_clf.engine import check_device, resolve_device
 
     if device is not None:
+        problem = check_device(device)
+        if problem is not None:
+            raise ValueError(f"load(device=...): {problem}.")
         estimator.set_params(device=device)
         return
     try:
@@ -425,12 +448,13 @@ def load(path, *, device=None, estimator_class=None):
     if not isinstance(fitted, dict):
         raise _bad(folder, "the fitted section is not a JSON object")
     spec = _backbone_spec(folder, manifest)
+    _check_sides(folder, spec, estimator._modalities())
     _check_device(estimator, device)
 
     with torch.random.fork_rng(devices=[]):
         try:
             model = estimator._build_model(len(classes), saved_backbone=spec)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, TypeError, KeyError) as error:
             if isinstance(error, CheckpointError):
                 raise
             raise CheckpointError(

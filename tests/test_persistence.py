@@ -225,6 +225,20 @@ def test_save_before_fit_is_an_error(bert, tmp_path):
         text_clf(bert).save(tmp_path / "model")
 
 
+def test_pair_folders_must_match_the_modalities(pair, pair_data, tmp_path):
+    X, y = pair_data
+    mm_clf(pair, modalities=("text",), epochs=1).fit(X, y).save(tmp_path / "m")
+    edit_manifest(tmp_path / "m", lambda m: m["backbone"].update(spec=[None, None]))
+    with pytest.raises(CheckpointError, match=r"do not match modalities=\('text',\)"):
+        multimodal_clf.load(tmp_path / "m")
+
+
+def test_load_checks_the_device_it_is_given(fitted_text, tmp_path):
+    fitted_text.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="load\\(device=...\\): allowed: 'auto'"):
+        multimodal_clf.load(tmp_path / "model", device="gpu")
+
+
 def test_wrong_class_or_unknown_estimator_is_refused(fitted_text, tmp_path):
     fitted_text.save(tmp_path / "model")
     with pytest.raises(CheckpointError, match="not a MultimodalClassifier.*Text"):
@@ -354,6 +368,10 @@ def test_remote_code_in_a_saved_config_is_not_run(fitted_text, tmp_path):
             "classes of dtype object cannot be loaded",
         ),
         (lambda m: m.update(format="pickle"), "does not describe"),
+        (
+            lambda m: m.update(estimator={"$class": "os.system"}),
+            "names no estimator class",
+        ),
     ],
 )
 def test_malicious_or_edited_manifest_is_refused(
@@ -478,6 +496,7 @@ def test_pickle_of_a_multimodal_estimator(clip, pair_data):
     assert_same_predictions(clf, pickle.loads(pickle.dumps(clf)), X)
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_grid_search_in_two_processes(bert, text_data):
     from sklearn.model_selection import GridSearchCV
@@ -544,6 +563,28 @@ def test_resume_gives_the_uninterrupted_result(bert, text_data, tmp_path, monkey
     assert resumed.history_ == straight.history_
     assert [r["epoch"] for r in resumed.history_] == [1, 2, 3]
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-0003", "latest.json"]
+
+
+def test_resume_reuses_the_seed_of_an_unseeded_run(
+    bert, text_data, tmp_path, monkeypatch
+):
+    X, y = text_data
+    unseeded = {**CHECKPOINTED, "random_state": None, "checkpoint_dir": tmp_path}
+    crash_in_epoch(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        text_clf(bert, **unseeded).fit(X, y)
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "epoch-0002" / "state.json").read_text())
+    seed = state["state"]["seed"]
+
+    resumed = text_clf(bert, **unseeded).fit(X, y, resume=True)
+
+    # the run it continues is the one an int random_state equal to its seed gives
+    straight = text_clf(bert, **CHECKPOINTED, random_state=seed).fit(X, y)
+    np.testing.assert_allclose(
+        resumed.predict_proba(X), straight.predict_proba(X), atol=1e-6
+    )
+    assert resumed.history_ == straight.history_
 
 
 def test_resume_of_a_multimodal_run(clip, pair_data, tmp_path, monkeypatch):

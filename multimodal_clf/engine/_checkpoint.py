@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal_clf._version import __version__
 from multimodal_clf.exceptions import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,8 @@ def read_json(path, *, what):
         )
     except (UnicodeDecodeError, ValueError) as error:
         raise CheckpointError(f"{what} {path} is not valid JSON: {error}") from error
+    except OSError as error:
+        raise CheckpointError(f"{what} {path} cannot be read: {error}") from error
 
 
 # --- tensors ------------------------------------------------------------------
@@ -415,8 +418,6 @@ def write_checkpoint(directory, name, state, metadata):
     tree = to_json(state, where="state", tensors=tensors)
     with atomic_folder(directory / name, marker=_STATE) as folder:
         aliases = save_tensors(folder / _TENSORS, tensors)
-        from multimodal_clf._version import __version__
-
         write_json(
             folder / _STATE,
             {
@@ -484,8 +485,6 @@ class _Placeholders(dict):
 
 
 def _check_format(info, path):
-    from multimodal_clf._version import __version__
-
     version = info.get("format_version") if isinstance(info, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
         raise _bad(path, "no format_version")
