@@ -641,6 +641,17 @@ def test_tampered_checkpoints_are_refused(bert, text_data, tmp_path):
     pointer.write_text(json.dumps({"format_version": 7, "checkpoint": "epoch-0002"}))
     with pytest.raises(CheckpointError, match="checkpoint format 7.*Upgrade"):
         text_clf(bert, checkpoint_dir=tmp_path).fit(X, y, resume=True)
+    pointer.write_text(json.dumps({"format_version": 1, "checkpoint": "epoch-0002"}))
+    state_path = tmp_path / "epoch-0002" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["state"]["total_steps"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="malformed training state"):
+        text_clf(bert, checkpoint_dir=tmp_path).fit(X, y, resume=True)
+    state["state"]["optimizer"] = {"$pickle": "gASV..."}
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"malformed tagged value '\$pickle'"):
+        text_clf(bert, checkpoint_dir=tmp_path).fit(X, y, resume=True)
 
 
 def test_checkpoint_state_is_json_and_safetensors(bert, text_data, tmp_path):

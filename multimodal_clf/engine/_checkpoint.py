@@ -556,7 +556,12 @@ class CheckpointCallback:
                     "Resume with the same data and settings, or use another "
                     "checkpoint_dir (or resume=False) to start again."
                 )
-        trainer.load_state_dict(found["state"])
+        try:
+            trainer.load_state_dict(found["state"])
+        except (KeyError, TypeError, AttributeError) as error:
+            raise _bad(
+                self.directory / found["name"], f"malformed training state ({error})"
+            ) from error
         self.resumed_from = found["name"]
         logger.info(
             "resumed from %s after epoch %d",
