@@ -397,14 +397,31 @@ def _load_weights(folder, model, manifest):
                 f"{name} has shape {tuple(value.shape)} in the file but "
                 f"{tuple(target.shape)} in the model the config describes."
             )
-        if value.dtype != target.dtype:
-            if not (value.is_floating_point() and target.is_floating_point()):
-                raise CheckpointError(
-                    f"the weights in {folder / WEIGHTS}: {name} is {value.dtype} "
-                    f"in the file but {target.dtype} in the model."
-                )
-            target.data = target.data.to(value.dtype)
-    model.load_state_dict(tensors, strict=True)
+        if value.dtype != target.dtype and not (
+            value.is_floating_point() and target.is_floating_point()
+        ):
+            raise CheckpointError(
+                f"the weights in {folder / WEIGHTS}: {name} is {value.dtype} in "
+                f"the file but {target.dtype} in the model."
+            )
+    _assign_weights(model, tensors)
+
+
+def _assign_weights(model, tensors):
+    """Make the loaded tensors the model's weights, without copying them.
+
+    The freshly built weights were never initialised, so nothing is lost; the
+    saved dtypes are kept. Weights tied before loading are tied again.
+    """
+    tied = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(param), []).append(name)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    for names in tied.values():
+        first = model.get_parameter(names[0])
+        for name in names[1:]:
+            owner, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(owner), attribute, first)
 
 
 def load(path, *, device=None, estimator_class=None):

@@ -179,6 +179,36 @@ def test_frozen_backbone_round_trip_uses_the_feature_path(bert, text_data, tmp_p
     assert_same_predictions(clf, loaded, X)
 
 
+def test_loaded_estimator_trains_on_with_warm_start(fitted_text, text_data, tmp_path):
+    X, y = text_data
+    fitted_text.save(tmp_path / "model")
+    loaded = TextClassifier.load(tmp_path / "model")
+    before = loaded.predict_proba(X)
+    loaded.set_params(warm_start=True, epochs=1, learning_rate=1e-3).fit(X, y)
+    assert np.abs(loaded.predict_proba(X) - before).max() > 1e-4
+    fitted_text.set_params(warm_start=True, epochs=1, learning_rate=1e-3).fit(X, y)
+    assert_same_predictions(fitted_text, loaded, X)
+
+
+def test_tied_weights_are_stored_once_and_tied_again(tmp_path):
+    from multimodal_clf.engine._checkpoint import load_tensors, save_tensors
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+    model[1].weight = model[0].weight
+    aliases = save_tensors(tmp_path / "w.safetensors", model.state_dict())
+    assert aliases == {"1.weight": "0.weight"}
+    assert sorted(load_file(str(tmp_path / "w.safetensors"))) == ["0.weight", "1.bias"]
+
+    fresh = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+    fresh[1].weight = fresh[0].weight
+    persistence_module._assign_weights(
+        fresh, load_tensors(tmp_path / "w.safetensors", aliases)
+    )
+    assert fresh[1].weight is fresh[0].weight
+    torch.testing.assert_close(fresh.state_dict(), model.state_dict())
+
+
 def test_params_of_every_json_kind_round_trip(pair_data, tmp_path, vilt):
     X, y = pair_data
     state = np.random.RandomState(7)

@@ -125,6 +125,19 @@ def architecture_only():
         _FROM_CONFIG.reset(token)
 
 
+def _skip_weight_init():
+    """Skip the random initialisation of weights that are about to be replaced.
+
+    Uses transformers' own switch where this version has it; otherwise the
+    weights are initialised as usual (slower, same result).
+    """
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def load_model(spec, *, parameter="backbone", model_class=None):
     """Load pretrained weights with ``AutoModel`` (or ``model_class``).
 
@@ -136,9 +149,10 @@ def load_model(spec, *, parameter="backbone", model_class=None):
     try:
         if _FROM_CONFIG.get():
             config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
-            if loader is AutoModel:
-                return AutoModel.from_config(config, trust_remote_code=False)
-            return loader._from_config(config)
+            with _skip_weight_init():
+                if loader is AutoModel:
+                    return AutoModel.from_config(config, trust_remote_code=False)
+                return loader._from_config(config)
         with _quiet_progress():
             return loader.from_pretrained(spec)
     except OSError as error:
