@@ -139,7 +139,7 @@ def save(estimator, path):
             for preprocessor in preprocessors:
                 preprocessor.save_pretrained(part)
             files[_PART_FOLDERS[side]] = sorted(
-                str(f.relative_to(part)) for f in part.rglob("*") if f.is_file()
+                f.relative_to(part).as_posix() for f in part.rglob("*") if f.is_file()
             )
         aliases = save_tensors(folder / WEIGHTS, model.state_dict())
         manifest["backbone"] = {
