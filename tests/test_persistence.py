@@ -1,5 +1,6 @@
 """Saving, loading, pickling and checkpointing fitted estimators."""
 
+import copy
 import json
 import os
 import pickle
@@ -45,9 +46,15 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+@pytest.fixture(scope="module")
+def fitted_text_once(bert):
+    return text_clf(bert).fit(TEXTS, ["pos", "neg"] * 4)
+
+
 @pytest.fixture
-def fitted_text(bert, text_data):
-    return text_clf(bert).fit(*text_data)
+def fitted_text(fitted_text_once):
+    """A fitted estimator that a test may change: a copy of one fitted once."""
+    return copy.deepcopy(fitted_text_once)
 
 
 def assert_same_predictions(a, b, X):
