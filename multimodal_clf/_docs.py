@@ -65,7 +65,11 @@ max_length : int, default=None
     verbose : int, default=1
         Show a progress bar per epoch when positive.
     text_column : str, default="text"
-        Name of the text column when X is a DataFrame or a list of dicts."""
+        Name of the text column when X is a DataFrame or a list of dicts.
+    checkpoint_dir : str or path-like, default=None
+        When set, ``fit`` writes the whole training state there after every
+        epoch (safetensors and JSON, the latest epoch only), and
+        ``fit(X, y, resume=True)`` continues an interrupted run from it."""
 
 FITTED_ATTRIBUTES = """\
 classes_ : ndarray of shape (n_classes,)

@@ -83,6 +83,7 @@ SHARED_RULES = {
     ),
     "verbose": P.integer(0),
     "text_column": P.string(),
+    "checkpoint_dir": P.optional(P.path_like()),
 }
 
 #: The head learning rate used with ``head_learning_rate=None`` and a frozen backbone.
@@ -186,8 +187,14 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
-    def _build_model(self, n_classes):
-        backbone = load_backbone(self.backbone, self._modalities())
+    def _build_model(self, n_classes, *, saved_backbone=None):
+        """Backbone + head; from the configs of a saved folder if given."""
+        if saved_backbone is None:
+            backbone = load_backbone(self.backbone, self._modalities())
+        else:
+            backbone = load_backbone(
+                saved_backbone, self._modalities(), from_config=True
+            )
         backbone.set_max_length(self.max_length)
         freeze_parameters(backbone, True if self.freeze_backbone else self.freeze)
         if self.gradient_checkpointing:
@@ -273,7 +280,25 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
 
-    def fit(self, X, y, sample_weight=None):
+    def _checkpointer(self, classes, n_rows, resume):
+        """The callback that writes (and with ``resume`` reads) checkpoints."""
+        if self.checkpoint_dir is None:
+            if resume:
+                raise ValueError(
+                    "resume=True needs checkpoint_dir: set checkpoint_dir to the "
+                    "folder of the interrupted run's checkpoints."
+                )
+            return None
+        from multimodal_clf.engine._checkpoint import CheckpointCallback
+
+        metadata = {
+            "estimator": type(self).__name__,
+            "classes": classes.tolist(),
+            "n_rows": n_rows,
+        }
+        return CheckpointCallback(self.checkpoint_dir, resume=resume, metadata=metadata)
+
+    def fit(self, X, y, sample_weight=None, *, resume=False):
         """Fine-tune the backbone and a classification head on (X, y).
 
         Parameters
@@ -284,6 +309,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             Class labels, all strings or all numbers.
         sample_weight : array-like of shape (n_samples,), default=None
             Per-row weights of the loss.
+        resume : bool, default=False
+            Continue the run whose checkpoints are in ``checkpoint_dir`` from its
+            last complete epoch, with the same X, y and parameters; on the CPU
+            the result equals that of an uninterrupted fit. Without a checkpoint
+            there yet, training starts from the beginning (with a warning).
 
         Returns
         -------
@@ -298,6 +328,10 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         y_encoded, classes = check_labels(y, n_rows)
         weights = self._row_weights(y_encoded, classes, sample_weight)
         seed = self._seed()
+        checkpointer = self._checkpointer(classes, n_rows, resume)
+        if resume and checkpointer is not None:
+            saved = checkpointer.saved_seed()
+            seed = seed if saved is None else saved
 
         reuse = (
             self.warm_start
@@ -318,6 +352,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 model.backbone.feature_dims
             )
             trainer = self._make_trainer(model, device, seed, all_frozen)
+            if checkpointer is not None:
+                trainer.callbacks.append(checkpointer)
             self.history_ = trainer.fit(train, valid)
         self.model_ = model
         self.classes_ = classes
@@ -330,6 +366,52 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.tokenizer_ = model.backbone.tokenizer
         self.image_processor_ = model.backbone.image_processor
         return self
+
+    # --- persistence ---------------------------------------------------------
+    def save(self, path):
+        """Save the fitted estimator to a folder: safetensors and JSON, no pickle.
+
+        The folder is complete before it replaces an earlier save at ``path``.
+        Load it with :meth:`load` or :func:`multimodal_clf.load`, on any machine,
+        without the original backbone checkpoint or network access.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from multimodal_clf.persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load an estimator of this class saved with :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str or torch.device, default=None
+            Overrides the saved ``device``; see :func:`multimodal_clf.load`.
+
+        Returns
+        -------
+        estimator
+        """
+        from multimodal_clf.persistence import load
+
+        return load(path, device=device, estimator_class=cls)
+
+    def __getstate__(self):
+        # Pickles (joblib, GridSearchCV workers) carry CPU weights so they load
+        # on machines without the training GPU; predict moves them back.
+        model = self.__dict__.get("model_")
+        if model is not None:
+            model.to("cpu")
+        return super().__getstate__()
 
     # --- predict -------------------------------------------------------------
     def _predict_logits(self, X):

@@ -118,6 +118,7 @@ class MultimodalClassifier(BaseClassifier):
         random_state=None,
         verbose=1,
         text_column="text",
+        checkpoint_dir=None,
     ):
         self.backbone = backbone
         self.fusion = fusion
@@ -149,6 +150,7 @@ class MultimodalClassifier(BaseClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.text_column = text_column
+        self.checkpoint_dir = checkpoint_dir
 
     def _modalities(self):
         order = ("text", "image")

@@ -63,6 +63,7 @@ class TextClassifier(BaseClassifier):
         random_state=None,
         verbose=1,
         text_column="text",
+        checkpoint_dir=None,
     ):
         self.backbone = backbone
         self.max_length = max_length
@@ -87,3 +88,4 @@ class TextClassifier(BaseClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.text_column = text_column
+        self.checkpoint_dir = checkpoint_dir

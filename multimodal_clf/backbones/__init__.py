@@ -6,7 +6,11 @@ Adding a family is one adapter class and one line in :data:`FAMILIES`.
 from multimodal_clf.backbones._base import Backbone
 from multimodal_clf.backbones._clip import ClipBackbone
 from multimodal_clf.backbones._joint import FlavaBackbone, ViltBackbone
-from multimodal_clf.backbones._loading import load_config, resolve_checkpoint
+from multimodal_clf.backbones._loading import (
+    architecture_only,
+    load_config,
+    resolve_checkpoint,
+)
 from multimodal_clf.backbones._pair import PairBackbone
 from multimodal_clf.backbones._text import TextBackbone
 
@@ -29,7 +33,7 @@ FAMILIES = {
 }
 
 
-def load_backbone(spec, modalities):
+def load_backbone(spec, modalities, *, from_config=False):
     """Build the adapter for a backbone specification.
 
     Parameters
@@ -38,19 +42,35 @@ def load_backbone(spec, modalities):
         One checkpoint of a joint or dual-encoder model, a text encoder, or a pair.
     modalities : tuple of str
         The inputs to use.
+    from_config : bool, default=False
+        Build every model from the config in its folder, with fresh weights for
+        the caller to replace, as for folders written from
+        :meth:`Backbone.pretrained_parts`. The side of a pair that ``modalities``
+        leave out may then be None.
 
     Returns
     -------
     Backbone
     """
+    if from_config:
+        with architecture_only():
+            return _load_backbone(spec, modalities, optional_sides=True)
+    return _load_backbone(spec, modalities)
+
+
+def _load_backbone(spec, modalities, optional_sides=False):
     if isinstance(spec, (tuple, list)):
         if len(spec) != 2:
             raise ValueError(
                 f"backbone as a pair must hold exactly 2 checkpoints (text, image); "
                 f"got {len(spec)}."
             )
-        text = resolve_checkpoint(spec[0], parameter="backbone[0]")
-        image = resolve_checkpoint(spec[1], parameter="backbone[1]")
+        text, image = (
+            None
+            if optional_sides and side is None
+            else resolve_checkpoint(side, parameter=f"backbone[{i}]")
+            for i, side in enumerate(spec)
+        )
         return PairBackbone(text, image, modalities)
     source = resolve_checkpoint(spec)
     model_type = load_config(source).model_type

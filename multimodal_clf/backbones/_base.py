@@ -57,6 +57,25 @@ class Backbone(nn.Module):
         """Return the Hugging Face models inside, for checkpointing and saving."""
         return [m for m in self.children() if hasattr(m, "config")]
 
+    def pretrained_parts(self):
+        """Return what rebuilds this adapter without its original checkpoint.
+
+        Returns
+        -------
+        dict
+            ``{side: (config, preprocessors)}``: per checkpoint, the config of the
+            model loaded from it and its tokenizer / image processor. The side is
+            None for a one-checkpoint backbone, 0 (text) or 1 (image) for a pair.
+            Written with ``save_pretrained`` to one folder per side, they form a
+            specification that :func:`~multimodal_clf.backbones.load_backbone`
+            builds with ``from_config=True``.
+        """
+        config = getattr(self, "config", None)
+        if config is None:
+            config = self.pretrained_models()[0].config
+        preprocessors = [self.tokenizer, self.image_processor]
+        return {None: (config, [p for p in preprocessors if p is not None])}
+
     # --- preprocessing ------------------------------------------------------
     def set_max_length(self, max_length):
         """Check and store the token limit used by :meth:`encode_text`."""

@@ -1,6 +1,7 @@
 """Resolving a checkpoint (hub id or local folder) and loading its parts."""
 
 import contextlib
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -105,12 +106,53 @@ def _quiet_progress():
             hf_logging.enable_progress_bar()
 
 
+# Set by :func:`architecture_only`: build models from their config, read no weights.
+_FROM_CONFIG = contextvars.ContextVar("from_config", default=False)
+
+
+@contextlib.contextmanager
+def architecture_only():
+    """Make :func:`load_model` build each model from its folder's config alone.
+
+    The weights are freshly initialised, for the caller to replace (a saved
+    estimator's weights file); no weights file is opened, no code from the folder
+    is run, and nothing is downloaded for a local folder.
+    """
+    token = _FROM_CONFIG.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CONFIG.reset(token)
+
+
+def _skip_weight_init():
+    """Skip the random initialisation of weights that are about to be replaced.
+
+    Uses transformers' own switch where this version has it; otherwise the
+    weights are initialised as usual (slower, same result).
+    """
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def load_model(spec, *, parameter="backbone", model_class=None):
-    """Load pretrained weights with ``AutoModel`` (or ``model_class``)."""
-    from transformers import AutoModel
+    """Load pretrained weights with ``AutoModel`` (or ``model_class``).
+
+    Inside :func:`architecture_only`, build the model from its config instead.
+    """
+    from transformers import AutoConfig, AutoModel
 
     loader = model_class or AutoModel
     try:
+        if _FROM_CONFIG.get():
+            config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
+            with _skip_weight_init():
+                if loader is AutoModel:
+                    return AutoModel.from_config(config, trust_remote_code=False)
+                return loader._from_config(config)
         with _quiet_progress():
             return loader.from_pretrained(spec)
     except OSError as error:
@@ -122,7 +164,7 @@ def load_tokenizer(spec, *, parameter="backbone"):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(spec)
+        return AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise _hub_failure(spec, parameter, error) from error
 
@@ -136,7 +178,9 @@ def load_image_processor(spec, *, parameter="backbone"):
     from transformers import AutoImageProcessor
 
     try:
-        return AutoImageProcessor.from_pretrained(spec, backend="pil")
+        return AutoImageProcessor.from_pretrained(
+            spec, backend="pil", trust_remote_code=False
+        )
     except (OSError, ValueError) as error:
         raise _hub_failure(spec, parameter, error) from error
 

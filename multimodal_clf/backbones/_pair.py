@@ -45,6 +45,14 @@ class PairBackbone(Backbone):
             )
             self.feature_dims["image"] = _vision_width(self.image_encoder.config)
 
+    def pretrained_parts(self):
+        parts = {}
+        if "text" in self.modalities:
+            parts[0] = (self.text_encoder.config, [self.tokenizer])
+        if "image" in self.modalities:
+            parts[1] = (self.image_encoder.config, [self.image_processor])
+        return parts
+
     def towers(self):
         towers = {}
         if "text" in self.modalities:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from multimodal_clf.engine._precision import autocast, make_scaler, resolve_precision
 from multimodal_clf.engine._predict import predict_logits
-from multimodal_clf.exceptions import NonFiniteLossError
+from multimodal_clf.exceptions import CheckpointError, NonFiniteLossError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class Trainer:
     verbose : int, default=0
         Progress bar when positive.
     callbacks : list, default=()
-        Objects with an ``on_epoch_end(trainer, record)`` method.
+        Objects with an ``on_epoch_end(trainer, record)`` method, and optionally
+        ``on_fit_start(trainer)``, called once everything is set up (where a
+        checkpoint is loaded with :meth:`load_state_dict`).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Trainer:
         self.history = []
         self.epoch = 0
         self.interrupted = False
+        self.stopped = False
         self.best_state = None
         self.best_loss = math.inf
         self.bad_epochs = 0
@@ -302,6 +305,72 @@ class Trainer:
             for name, value in state.items():
                 params[name].copy_(value)
 
+    def state_dict(self):
+        """Everything needed to continue this run exactly: weights, optimizer,
+        schedule, scaler, random states, epoch, history and early-stopping state.
+
+        Tensors stay tensors (on their device); the rest is plain Python data.
+        """
+        cuda = self.device.type == "cuda"
+        return {
+            "epoch": self.epoch,
+            "total_steps": self.total_steps,
+            "seed": self.seed,
+            "stopped": self.stopped,
+            "history": [dict(record) for record in self.history],
+            "best_loss": self.best_loss,
+            "bad_epochs": self.bad_epochs,
+            "best_state": self.best_state,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": {
+                "generator": self.generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if cuda else [],
+            },
+        }
+
+    def load_state_dict(self, state):
+        """Continue from a :meth:`state_dict`; call it after :meth:`setup`.
+
+        Raises
+        ------
+        CheckpointError
+            When the state belongs to a run of another length or model.
+        """
+        if state["total_steps"] != self.total_steps:
+            raise CheckpointError(
+                f"the checkpoint is of a run of {state['total_steps']} optimizer "
+                f"steps, this run has {self.total_steps}: the number of rows, "
+                "epochs, batch_size or gradient_accumulation_steps differ. Resume "
+                "with the same data and settings, or start again."
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"the checkpoint does not fit this model ({error}). Resume with "
+                "the same backbone, labels and freeze settings, or start again."
+            ) from error
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"]
+        self.stopped = state["stopped"]
+        self.history = [dict(record) for record in state["history"]]
+        self.best_loss = state["best_loss"]
+        self.bad_epochs = state["bad_epochs"]
+        self.best_state = state["best_state"]
+        rng = state["rng"]
+        self.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and self.device.type == "cuda":
+            if len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
     def should_stop(self, record):
         """Track the best validation loss; True once patience runs out."""
         if "valid_loss" not in record:
@@ -323,8 +392,11 @@ class Trainer:
             One record per epoch run.
         """
         self.setup(train)
+        for callback in self.callbacks:
+            if hasattr(callback, "on_fit_start"):
+                callback.on_fit_start(self)
         try:
-            while self.epoch < self.epochs:
+            while self.epoch < self.epochs and not self.stopped:
                 record = {
                     "epoch": self.epoch + 1,
                     "train_loss": self.train_epoch(train),
@@ -334,10 +406,10 @@ class Trainer:
                 self.history.append(record)
                 logger.info("epoch %d: %s", self.epoch + 1, record)
                 self.epoch += 1
-                stop = self.should_stop(record)
+                self.stopped = self.should_stop(record)
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
-                if stop:
+                if self.stopped:
                     logger.info("early stopping after epoch %d", self.epoch)
                     break
         except KeyboardInterrupt:
