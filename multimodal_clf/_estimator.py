@@ -32,6 +32,7 @@ from multimodal_clf.data._columns import (
     split_columns,
 )
 from multimodal_clf.engine import PRECISIONS, Trainer, check_device, resolve_device
+from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import resolve_precision
 from multimodal_clf.exceptions import NotFittedError
 from multimodal_clf.heads import make_head
@@ -194,7 +195,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         )
         return ClassifierModel(backbone, head)
 
-    def _encode(self, model, columns, *, device, precision, use_cache):
+    def _resolve_devices(self):
+        """This process's device and, for DataParallel, its GPUs.
+
+        Under ``torchrun`` this starts the process group (once per process).
+        """
+        device = D.start_process_group(resolve_device(self.device))
+        return device, D.data_parallel_ids(self.device, device)
+
+    def _encode(self, model, columns, *, device, precision, use_cache, device_ids=None):
         """Raw columns -> :class:`Rows`, with frozen towers' features computed."""
         frozen = set(model.frozen_features())
         encoded = {}
@@ -209,6 +218,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 use_cache=use_cache,
                 image_root=getattr(self, "image_root", None),
+                device_ids=device_ids,
             )
         needed = {
             m
@@ -244,7 +254,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         )
         return rows.take(np.sort(train_idx)), rows.take(np.sort(valid_idx))
 
-    def _make_trainer(self, model, device, seed, frozen):
+    def _make_trainer(self, model, device, seed, frozen, device_ids=None):
         head_lr = self.head_learning_rate
         if head_lr is None:
             head_lr = FROZEN_HEAD_LEARNING_RATE if frozen else self.learning_rate
@@ -263,6 +273,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             patience=self.patience,
             seed=seed,
             verbose=int(self.verbose),
+            device_ids=device_ids,
         )
 
     def fit(self, X, y, sample_weight=None):
@@ -282,13 +293,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         P.check_parameters(self, self._rules)
-        device = resolve_device(self.device)
+        device, device_ids = self._resolve_devices()
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         n_rows = len(next(iter(columns.values())))
         y_encoded, classes = check_labels(y, n_rows)
         weights = self._row_weights(y_encoded, classes, sample_weight)
-        seed = self._seed()
+        seed = D.broadcast_seed(self._seed())
 
         reuse = (
             self.warm_start
@@ -301,14 +312,21 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             model = self.model_ if reuse else self._build_model(len(classes))
             use_cache = self.cache_features and not reuse
             rows = self._encode(
-                model, columns, device=device, precision=precision, use_cache=use_cache
+                model,
+                columns,
+                device=device,
+                precision=precision,
+                use_cache=use_cache,
+                device_ids=device_ids,
             )
             rows.targets, rows.weights = y_encoded, weights
             train, valid = self._split_validation(rows, y_encoded, seed)
             all_frozen = len(model.frozen_features()) == len(
                 model.backbone.feature_dims
             )
-            trainer = self._make_trainer(model, device, seed, all_frozen)
+            trainer = self._make_trainer(
+                model, device, seed, all_frozen, device_ids=device_ids
+            )
             self.history_ = trainer.fit(train, valid)
         self.model_ = model
         self.classes_ = classes
@@ -321,7 +339,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     # --- predict -------------------------------------------------------------
     def _predict_logits(self, X):
         self._check_fitted()
-        device = resolve_device(self.device)
+        device, device_ids = self._resolve_devices()
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         self.model_.to(device)
@@ -331,6 +349,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             device=device,
             precision=precision,
             use_cache=self.cache_features and not self.warm_start,
+            device_ids=device_ids,
         )
         from multimodal_clf.engine import predict_logits
 
@@ -340,6 +359,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             device=device,
             precision=precision,
             batch_size=self.batch_size,
+            device_ids=device_ids,
         )
 
     def predict_proba(self, X):
