@@ -61,12 +61,12 @@ def build_model(folder, *, layers, hidden, heads, max_length):
 
 
 def make_texts(n_rows, n_tokens, seed=0):
-    """Texts of ``n_tokens`` letter tokens each (one token per letter)."""
+    """Texts of ``n_tokens`` tokens each (single letters, with [CLS] and [SEP])."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     letters = np.array(list(string.ascii_lowercase))
-    return ["".join(rng.choice(letters, n_tokens - 2)) for _ in range(n_rows)]
+    return [" ".join(rng.choice(letters, n_tokens - 2)) for _ in range(n_rows)]
 
 
 def _rss():

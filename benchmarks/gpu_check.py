@@ -125,7 +125,7 @@ def make_texts(rows, tokens, seed=0):
     """Texts of ``tokens`` letter tokens (with [CLS] and [SEP])."""
     rng = np.random.default_rng(seed)
     letters = np.array(LETTERS)
-    return ["".join(rng.choice(letters, tokens - 2)) for _ in range(rows)]
+    return [" ".join(rng.choice(letters, tokens - 2)) for _ in range(rows)]
 
 
 def make_images(rows, size, seed=0):

@@ -432,3 +432,59 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+class _SkippingScaler:
+    """Stands in for torch's CUDA gradient scaler: finds inf, skips, halves."""
+
+    def __init__(self):
+        self.scale = 1024.0
+        self.steps = 0
+
+    def get_scale(self):
+        return self.scale
+
+    def unscale_(self, optimizer):
+        pass
+
+    def step(self, optimizer):
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+        if all(torch.isfinite(g).all() for g in grads if g is not None):
+            optimizer.step()
+            self.steps += 1
+
+    def update(self):
+        if self.steps == 0:
+            self.scale /= 2
+
+
+def test_fp16_skipped_steps_are_not_errors():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    trainer = Trainer(
+        model,
+        device=torch.device("cpu"),
+        epochs=1,
+        batch_size=2,
+        learning_rate=0.1,
+        head_learning_rate=0.1,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+    )
+    trainer.optimizer = trainer.configure_optimizer()
+    trainer.scheduler = trainer.configure_scheduler(trainer.optimizer, 10)
+    before = model[0].weight.detach().clone()
+    model(torch.ones(1, 3)).sum().backward()
+    model[0].weight.grad[0, 0] = float("inf")
+    # without a scaler, non-finite gradients are an error ...
+    trainer.scaler = None
+    with pytest.raises(NonFiniteLossError, match="gradients became inf at epoch 1"):
+        trainer.optimizer_step(0)
+    # ... with fp16's scaler the step is skipped and the schedule waits
+    model(torch.ones(1, 3)).sum().backward()
+    model[0].weight.grad[0, 0] = float("inf")
+    trainer.scaler = _SkippingScaler()
+    trainer.optimizer_step(0)
+    assert trainer.scaler.scale == 512.0
+    assert trainer.scheduler.last_epoch == 0
+    assert torch.equal(model[0].weight, before)
+    assert model[0].weight.grad is None
