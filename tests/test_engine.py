@@ -488,3 +488,40 @@ def test_fp16_skipped_steps_are_not_errors():
     assert trainer.scheduler.last_epoch == 0
     assert torch.equal(model[0].weight, before)
     assert model[0].weight.grad is None
+
+
+def test_data_parallel_splits_batch_dicts_row_aligned(pair, pair_data, monkeypatch):
+    # DataParallel's scatter, with the CUDA copy replaced by a CPU split: each
+    # replica must get a whole batch dict whose tensors hold the same rows.
+    from torch.nn.parallel import scatter_gather
+
+    X, y = pair_data
+    clf = MultimodalClassifier(pair, epochs=1, **FAST).fit(X, y)
+    rows = clf._encode(
+        clf.model_,
+        clf._columns(X),
+        device=torch.device("cpu"),
+        precision="fp32",
+        use_cache=False,
+    )
+    rows.targets = np.arange(8) % 2
+    rows.weights = np.linspace(0.5, 1.0, 8)
+    batch = rows.batch(list(range(5)))
+
+    def split(gpus, chunk_sizes, dim, tensor):
+        return tensor.chunk(len(gpus), dim)
+
+    monkeypatch.setattr(scatter_gather.Scatter, "apply", split)
+    replicas = scatter_gather.scatter((batch,), [0, 1])
+    assert len(replicas) == 2
+    parts = [inputs[0] for inputs in replicas]
+    assert all(set(part) == set(batch) for part in parts)
+    for key, value in batch.items():
+        torch.testing.assert_close(torch.cat([p[key] for p in parts]), value)
+    assert [len(p["labels"]) for p in parts] == [3, 2]
+    # each replica runs the model on its rows; the gathered logits are the batch's
+    with torch.no_grad():
+        clf.model_.eval()
+        whole = clf.model_(batch)
+        pieces = torch.cat([clf.model_(p) for p in parts])
+    torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-6)
