@@ -49,8 +49,10 @@ max_length : int, default=None
         first ``n`` layers of every tower), or parameter-name prefixes, where
         ``"text"`` and ``"image"`` name whole towers.
     device : str or torch.device, default="auto"
-        ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda"``,
-        ``"cuda:<index>"`` or ``"mps"``.
+        ``"auto"`` (every visible GPU when there are any, else the CPU),
+        ``"cpu"``, ``"cuda"`` (one GPU), ``"cuda:<index>"`` or ``"mps"``. Under
+        ``torchrun`` each process uses its own GPU (``LOCAL_RANK``) and training
+        is distributed; see the scaling page of the documentation.
     cache_features : bool, default=True
         Keep features of frozen towers in a shared in-memory cache so that later
         epochs, fits and folds reuse them. Clear it with

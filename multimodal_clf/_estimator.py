@@ -32,6 +32,7 @@ from multimodal_clf.data._columns import (
     split_columns,
 )
 from multimodal_clf.engine import PRECISIONS, Trainer, check_device, resolve_device
+from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import resolve_precision
 from multimodal_clf.exceptions import NotFittedError
 from multimodal_clf.heads import make_head
@@ -209,7 +210,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         )
         return ClassifierModel(backbone, head)
 
-    def _encode(self, model, columns, *, device, precision, use_cache):
+    def _resolve_devices(self):
+        """This process's device and, for DataParallel, its GPUs.
+
+        Under ``torchrun`` this starts the process group (once per process).
+        """
+        device = D.start_process_group(resolve_device(self.device))
+        return device, D.data_parallel_ids(self.device, device)
+
+    def _encode(self, model, columns, *, device, precision, use_cache, device_ids=None):
         """Raw columns -> :class:`Rows`, with frozen towers' features computed."""
         frozen = set(model.frozen_features())
         encoded = {}
@@ -224,6 +233,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 use_cache=use_cache,
                 image_root=getattr(self, "image_root", None),
+                device_ids=device_ids,
             )
         needed = {
             m
@@ -259,7 +269,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         )
         return rows.take(np.sort(train_idx)), rows.take(np.sort(valid_idx))
 
-    def _make_trainer(self, model, device, seed, frozen):
+    def _make_trainer(self, model, device, seed, frozen, device_ids=None):
         head_lr = self.head_learning_rate
         if head_lr is None:
             head_lr = FROZEN_HEAD_LEARNING_RATE if frozen else self.learning_rate
@@ -278,6 +288,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             patience=self.patience,
             seed=seed,
             verbose=int(self.verbose),
+            device_ids=device_ids,
         )
 
     def _checkpointer(self, classes, n_rows, resume):
@@ -321,13 +332,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         """
         P.check_parameters(self, self._rules)
         _check_not_forked_from_cuda(self)
-        device = resolve_device(self.device)
+        device, device_ids = self._resolve_devices()
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         n_rows = len(next(iter(columns.values())))
         y_encoded, classes = check_labels(y, n_rows)
         weights = self._row_weights(y_encoded, classes, sample_weight)
-        seed = self._seed()
+        seed = D.broadcast_seed(self._seed())
         checkpointer = self._checkpointer(classes, n_rows, resume)
         if resume and checkpointer is not None:
             saved = checkpointer.saved_seed()
@@ -344,14 +355,21 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             model = self.model_ if reuse else self._build_model(len(classes))
             use_cache = self.cache_features and not reuse
             rows = self._encode(
-                model, columns, device=device, precision=precision, use_cache=use_cache
+                model,
+                columns,
+                device=device,
+                precision=precision,
+                use_cache=use_cache,
+                device_ids=device_ids,
             )
             rows.targets, rows.weights = y_encoded, weights
             train, valid = self._split_validation(rows, y_encoded, seed)
             all_frozen = len(model.frozen_features()) == len(
                 model.backbone.feature_dims
             )
-            trainer = self._make_trainer(model, device, seed, all_frozen)
+            trainer = self._make_trainer(
+                model, device, seed, all_frozen, device_ids=device_ids
+            )
             if checkpointer is not None:
                 trainer.callbacks.append(checkpointer)
             self.history_ = trainer.fit(train, valid)
@@ -417,7 +435,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _predict_logits(self, X):
         self._check_fitted()
         _check_not_forked_from_cuda(self)
-        device = resolve_device(self.device)
+        device, device_ids = self._resolve_devices()
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         self.model_.to(device)
@@ -435,6 +453,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 device=device,
                 precision=precision,
                 use_cache=self.cache_features and not self.warm_start,
+                device_ids=device_ids,
             )
             return predict_logits(
                 self.model_,
@@ -442,6 +461,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 device=device,
                 precision=precision,
                 batch_size=self.batch_size,
+                device_ids=device_ids,
             )
 
     def predict_proba(self, X):

@@ -10,6 +10,7 @@ from multimodal_clf._cache import backbone_fingerprint, feature_cache, row_key
 from multimodal_clf.backbones._base import frozen, module_params
 from multimodal_clf.data._batching import FeatureColumn, Rows
 from multimodal_clf.engine import predict_logits
+from multimodal_clf.engine._distributed import all_rows_mask
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,13 @@ def compute_frozen_features(
     batch_size,
     use_cache,
     image_root=None,
+    device_ids=None,
 ):
     """Features of a frozen tower for every row, through the shared cache.
 
-    Only rows missing from the cache are decoded, preprocessed and run.
+    Only rows missing from the cache are decoded, preprocessed and run. Under a
+    process group, rows missing on any rank are computed on every rank, each rank
+    running a share of them, so that all ranks hold the same features.
 
     Returns
     -------
@@ -100,13 +104,19 @@ def compute_frozen_features(
             if all(part is not None for part in parts):
                 keys[row] = prefix + "|".join(parts)
                 values[row] = feature_cache.get(keys[row])
-    missing = [row for row in range(n_rows) if values[row] is None]
+    missing_mask = all_rows_mask([value is None for value in values])
+    missing = np.flatnonzero(missing_mask).tolist()
     if missing:
         subset = {m: [columns[m][row] for row in missing] for m in columns}
         rows = Rows(backbone.encode(subset, inputs, load_images, positions=missing))
         module = _FeatureModule(backbone, name).to(device)
         computed = predict_logits(
-            module, rows, device=device, precision=precision, batch_size=batch_size
+            module,
+            rows,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            device_ids=device_ids,
         ).numpy()
         for out, row in enumerate(missing):
             values[row] = computed[out]

@@ -209,12 +209,26 @@ class Backbone(nn.Module):
 
     # --- training options ---------------------------------------------------
     def enable_gradient_checkpointing(self):
-        """Turn on each inner model's own (non-reentrant) gradient checkpointing."""
+        """Turn on each inner model's own (non-reentrant) gradient checkpointing.
+
+        Non-reentrant checkpointing gives gradients to every trainable layer even
+        when the layers before it (the embeddings) are frozen, and works under
+        DistributedDataParallel.
+        """
+        kwargs = {"use_reentrant": False}
         for model in self.pretrained_models():
             if getattr(model, "supports_gradient_checkpointing", False):
-                model.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False}
-                )
+                if hasattr(model, "activation_checkpointing_enable"):
+                    model.activation_checkpointing_enable(
+                        activation_checkpointing_kwargs=kwargs
+                    )
+                else:
+                    model.gradient_checkpointing_enable(
+                        gradient_checkpointing_kwargs=kwargs
+                    )
+                # Encoders keep no cache; saying so avoids transformers' warning.
+                if getattr(model.config, "use_cache", False):
+                    model.config.use_cache = False
             else:
                 logger.warning(
                     "%s does not support gradient checkpointing; it runs without.",

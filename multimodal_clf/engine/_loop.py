@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import autocast, make_scaler, resolve_precision
 from multimodal_clf.engine._predict import predict_logits
 from multimodal_clf.exceptions import CheckpointError, NonFiniteLossError
@@ -24,8 +25,30 @@ __all__ = ["Trainer"]
 _BUCKET_BATCHES = 50
 
 
+_NON_FINITE_HELP = (
+    "Lower learning_rate, use precision='fp32' or 'bf16', or check the inputs "
+    "for extreme values."
+)
+
+
 def _no_decay(name):
     return name.endswith("bias") or "norm" in name.lower()
+
+
+def _graph_parameters(output):
+    """Ids of the leaf tensors the autograd graph of ``output`` reaches."""
+    seen, found = set(), set()
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            found.add(id(variable))
+        stack.extend(fn for fn, _ in node.next_functions)
+    return found
 
 
 class Trainer:
@@ -39,8 +62,8 @@ class Trainer:
     device : torch.device
     epochs : int
     batch_size : int
-        Rows per forward pass. With ``gradient_accumulation_steps=k`` an
-        optimizer step sees ``k * batch_size`` rows.
+        Rows per forward pass (per rank). With ``gradient_accumulation_steps=k``
+        and ``w`` ranks an optimizer step sees ``k * w * batch_size`` rows.
     learning_rate, head_learning_rate : float
     weight_decay : float
     warmup_ratio : float
@@ -59,6 +82,10 @@ class Trainer:
         Objects with an ``on_epoch_end(trainer, record)`` method, and optionally
         ``on_fit_start(trainer)``, called once everything is set up (where a
         checkpoint is loaded with :meth:`load_state_dict`).
+    device_ids : list of int, optional
+        Several GPUs of this process to spread each batch over (DataParallel).
+        Under a running process group the model is wrapped in
+        DistributedDataParallel instead.
     """
 
     def __init__(
@@ -79,6 +106,7 @@ class Trainer:
         seed=0,
         verbose=0,
         callbacks=(),
+        device_ids=None,
     ):
         self.model = model
         self.device = device
@@ -95,6 +123,7 @@ class Trainer:
         self.seed = seed
         self.verbose = verbose
         self.callbacks = list(callbacks)
+        self.device_ids = device_ids
         self.generator = torch.Generator().manual_seed(seed)
         self.history = []
         self.epoch = 0
@@ -141,13 +170,63 @@ class Trainer:
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
+    def exclude_unused_parameters(self, data):
+        """Freeze the parameters that take no part in the logits.
+
+        A pooler that the features never read would otherwise stay "trainable"
+        without ever getting a gradient, which DistributedDataParallel refuses.
+        Found from the autograd graph of one row in eval mode, without a
+        backward pass; the result is the same on every rank.
+        """
+        if not len(data):
+            return []
+        trainable = dict(self.trainable_parameters())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad(), autocast(self.precision, self.device):
+                logits = self.model(self.to_device(data.batch([0])))
+            used = _graph_parameters(logits)
+        finally:
+            self.model.train(was_training)
+        unused = [n for n, p in trainable.items() if id(p) not in used]
+        for name in unused:
+            trainable[name].requires_grad_(False)
+        if unused and D.is_main_process():
+            logger.info(
+                "%d parameter tensors take no part in the output and stay as they "
+                "are (%s%s)",
+                len(unused),
+                ", ".join(unused[:3]),
+                ", ..." if len(unused) > 3 else "",
+            )
+        return unused
+
     def prepare_model(self):
-        """Move the model to the device; the place to wrap it for several GPUs."""
+        """Move the model to the device and wrap it for several GPUs / processes.
+
+        In a single process with several ``device_ids`` the model is wrapped in
+        DataParallel (batch dicts are split along their first dimension and the
+        logits gathered, so the loss is a scalar on the first GPU); under a
+        process group in DistributedDataParallel.
+        """
         self.model.to(self.device)
-        return self.model
+        if D.is_distributed():
+            # Same weights and shuffling on every rank, different dropout.
+            torch.manual_seed(self.seed + D.get_rank())
+        return D.wrap_model(
+            self.model,
+            self.device,
+            precision=self.precision,
+            device_ids=self.device_ids,
+        )
 
     def setup(self, train):
         """Build everything a run needs; called once at the start of :meth:`fit`."""
+        self.rank, self.world_size = D.get_rank(), D.get_world_size()
+        self.main = D.is_main_process()
+        self.model.to(self.device)
+        self.exclude_unused_parameters(train)
         self.module = self.prepare_model()
         self.optimizer = self.configure_optimizer()
         steps_per_epoch = math.ceil(
@@ -158,30 +237,52 @@ class Trainer:
         self.scaler = make_scaler(self.precision, self.device)
 
     # --- batches ------------------------------------------------------------
-    def n_batches(self, n_rows):
-        """The number of batches one epoch over ``n_rows`` rows yields."""
-        return math.ceil(n_rows / self.batch_size)
+    @property
+    def global_batch_size(self):
+        """Rows per forward pass summed over ranks."""
+        return self.batch_size * getattr(self, "world_size", 1)
 
-    def train_batches(self, data, epoch):
-        """Row indices per batch for one epoch: shuffled, grouped by length.
+    def n_batches(self, n_rows):
+        """The number of (global) batches one epoch over ``n_rows`` rows yields."""
+        return math.ceil(n_rows / self.global_batch_size)
+
+    def global_batches(self, data, epoch):
+        """Row indices per global batch for one epoch: shuffled, grouped by length.
 
         Rows are shuffled, cut into pools of many batches, each pool sorted by
         length and split into batches, and the batches shuffled, so that padding
-        stays small while every epoch sees a new order.
+        stays small while every epoch sees a new order. Every rank draws the
+        same batches from the shared seed.
         """
+        size = self.global_batch_size
         order = torch.randperm(len(data), generator=self.generator).numpy()
         lengths = data.lengths
-        pool = self.batch_size * _BUCKET_BATCHES
+        pool = size * _BUCKET_BATCHES
         batches = []
         for start in range(0, len(order), pool):
             chunk = order[start : start + pool]
             chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            batches.extend(
-                chunk[i : i + self.batch_size]
-                for i in range(0, len(chunk), self.batch_size)
-            )
+            batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
         permutation = torch.randperm(len(batches), generator=self.generator).tolist()
         return [batches[i] for i in permutation]
+
+    def train_batches(self, data, epoch):
+        """This rank's batches for one epoch (all of them in a single process)."""
+        batches = self.global_batches(data, epoch)
+        if self.world_size > 1:
+            return D.shard_batches(batches, self.rank, self.world_size)
+        return batches
+
+    def make_batch(self, data, part):
+        """The tensors of one batch (or rank's :class:`Shard`), on the device."""
+        if not isinstance(part, D.Shard):
+            return self.to_device(data.batch(part))
+        batch = data.batch(part.indices)
+        if part.n_pad:
+            keep = torch.ones(len(part.indices))
+            keep[len(part) :] = 0.0
+            batch["weights"] = batch.get("weights", 1.0) * keep
+        return self.to_device(batch)
 
     def to_device(self, batch):
         """Move every tensor of a batch to the device."""
@@ -194,8 +295,10 @@ class Trainer:
     def compute_loss(self, logits, batch, n_rows):
         """Weighted cross-entropy summed over the batch, divided by ``n_rows``.
 
-        ``n_rows`` is the number of rows in the whole optimizer step, so that
-        accumulated micro-batches give the same gradient as one large batch.
+        ``n_rows`` is the number of rows in the whole optimizer step (divided by
+        the number of ranks, whose gradients DistributedDataParallel averages),
+        so that accumulated micro-batches and ranks give the same gradient as
+        one large batch in one process.
         """
         losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
         if "weights" in batch:
@@ -214,38 +317,68 @@ class Trainer:
         else:
             loss.backward()
 
-    def optimizer_step(self):
-        """Clip, step, update the schedule and clear the gradients."""
+    def optimizer_step(self, step=0):
+        """Clip, step, update the schedule and clear the gradients.
+
+        Non-finite gradients stop training, except in fp16 where the gradient
+        scaler skips that step and lowers its scale (the schedule then waits).
+        """
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for _, p in self.trainable_parameters()]
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if self.scaler is None and not bool(torch.isfinite(norm)):
+            raise NonFiniteLossError(
+                f"the gradients became {float(norm)} at epoch {self.epoch + 1}, step "
+                f"{step + 1}. {_NON_FINITE_HELP}"
+            )
+        stepped = True
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale
+            if not stepped:
+                logger.debug("fp16: step %d skipped, loss scale lowered", step + 1)
         else:
             self.optimizer.step()
-        self.scheduler.step()
+        if stepped:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def train_step(self, data, group, step):
-        """One optimizer step over a group of micro-batches; returns the loss."""
-        n_rows = sum(len(indices) for indices in group)
+        """One optimizer step over a group of micro-batches; returns the loss.
+
+        With several ranks every rank runs the same micro-batches count, the
+        gradients are all-reduced on the last one only, and the loss (and
+        whether it is finite) is agreed over ranks before the step.
+        """
+        if isinstance(group[0], D.Shard):
+            n_rows = sum(part.global_rows for part in group) / self.world_size
+        else:
+            n_rows = sum(len(indices) for indices in group)
         total = 0.0
-        for indices in group:
-            batch = self.to_device(data.batch(indices))
-            loss = self.compute_loss(self.forward(batch), batch, n_rows)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the training loss became {value} at epoch {self.epoch + 1}, "
-                    f"step {step + 1}. Lower learning_rate, use precision='fp32' or "
-                    "'bf16', or check the inputs for extreme values."
-                )
-            self.backward(loss)
+        for i, part in enumerate(group):
+            batch = self.make_batch(data, part)
+            with D.sync_gradients(self.module, i == len(group) - 1):
+                loss = self.compute_loss(self.forward(batch), batch, n_rows)
+                value = float(loss.detach())
+                if self.world_size == 1:
+                    self._check_loss(value, step)
+                self.backward(loss)
             total += value
-        self.optimizer_step()
+        if self.world_size > 1:
+            total = D.all_reduce_sum([total])[0] / self.world_size
+            self._check_loss(total, step)
+        self.optimizer_step(step)
         return total
+
+    def _check_loss(self, value, step):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"the training loss became {value} at epoch {self.epoch + 1}, step "
+                f"{step + 1}. {_NON_FINITE_HELP}"
+            )
 
     def train_epoch(self, data):
         """Run one epoch; return the mean training loss per row."""
@@ -257,11 +390,14 @@ class Trainer:
         bar = tqdm(
             groups,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=self.verbose <= 0,
+            disable=self.verbose <= 0 or not self.main,
             leave=False,
         )
         for step, group in enumerate(bar):
-            n_rows = sum(len(indices) for indices in group)
+            n_rows = sum(
+                part.global_rows if isinstance(part, D.Shard) else len(part)
+                for part in group
+            )
             loss = self.train_step(data, group, step)
             total += loss * n_rows
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -275,6 +411,7 @@ class Trainer:
             device=self.device,
             precision=self.precision,
             batch_size=self.batch_size,
+            device_ids=self.device_ids,
         )
 
     def evaluate(self, data):
@@ -404,13 +541,15 @@ class Trainer:
                 if valid is not None and len(valid):
                     record.update(self.evaluate(valid))
                 self.history.append(record)
-                logger.info("epoch %d: %s", self.epoch + 1, record)
+                if self.main:
+                    logger.info("epoch %d: %s", self.epoch + 1, record)
                 self.epoch += 1
                 self.stopped = self.should_stop(record)
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
                 if self.stopped:
-                    logger.info("early stopping after epoch %d", self.epoch)
+                    if self.main:
+                        logger.info("early stopping after epoch %d", self.epoch)
                     break
         except KeyboardInterrupt:
             self.interrupted = True
@@ -423,4 +562,18 @@ class Trainer:
         if self.best_state is not None:
             self.restore(self.best_state)
         self.optimizer.zero_grad(set_to_none=True)
+        self.check_weights()
         return self.history
+
+    def check_weights(self):
+        """Raise when a trained weight is NaN or infinite (a diverged last step)."""
+        bad = [
+            name
+            for name, param in self.trainable_parameters()
+            if not bool(torch.isfinite(param).all())
+        ]
+        if bad:
+            raise NonFiniteLossError(
+                f"{len(bad)} weight tensors (first {bad[0]!r}) became NaN or "
+                f"infinite by the end of epoch {self.epoch}. {_NON_FINITE_HELP}"
+            )

@@ -13,19 +13,29 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 def resolve_precision(precision, device):
     """Turn ``"auto"`` into a concrete precision for ``device``.
 
-    ``"auto"`` is bf16 on CUDA devices that support it, fp16 on other CUDA devices,
-    and fp32 elsewhere. fp16 without CUDA is an error: CPU autocast supports bf16.
+    ``"auto"`` is bf16 on CUDA devices that support it natively (Ampere and newer),
+    fp16 with a gradient scaler on other CUDA devices, and fp32 elsewhere (bf16 on
+    a CPU is often slower than fp32, so it is only used when asked for). fp16
+    without CUDA is an error: CPU autocast's float16 support is partial and slow,
+    and a gradient scaler needs a GPU; bf16 is the CPU's reduced precision.
     """
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if _native_bf16() else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
             f"precision='fp16' needs a CUDA GPU, but the device is {device}. Use "
             "precision='bf16' (CPU autocast) or 'fp32' on this device."
         )
     return precision
+
+
+def _native_bf16():
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no including_emulation
+        return torch.cuda.is_bf16_supported()
 
 
 def autocast(precision, device):

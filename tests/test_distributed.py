@@ -1,0 +1,340 @@
+"""Several processes under torchrun (gloo on the CPU) and the helpers behind them.
+
+The multiprocess test launches this file as a torchrun worker script: every rank
+fits the same scenarios and saves what it ended with; the test compares that with
+one process that uses the same global batch (per-rank ``batch_size=b`` on two
+ranks against ``batch_size=2b`` here).
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from multimodal_clf.engine import _distributed as D
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+TEXTS = [
+    "a happy dog runs",
+    "sad rain all day",
+    "the dog is glad",
+    "grey sad clouds",
+    "good happy sun",
+    "a sad story",
+    "happy play time",
+    "gloomy sad night",
+    "glad sunny morning",
+]
+LABELS = ["pos", "neg", "pos", "neg", "pos", "neg", "pos", "neg", "pos"]
+
+
+# --- models and scenarios, shared by the test and the worker -----------------------
+def no_dropout_bert(folder):
+    """The tiny BERT with dropout switched off, so that runs can match exactly."""
+    from tests import tiny_models
+
+    path = Path(tiny_models.bert(folder))
+    config = json.loads((path / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+def _estimators():
+    from multimodal_clf import MultimodalClassifier, TextClassifier
+
+    class Text(TextClassifier):
+        def _head_options(self):
+            return {"fusion": "concat", "hidden": 0, "dropout": 0.0}
+
+    return Text, MultimodalClassifier
+
+
+def scenarios(models):
+    """name -> (estimator factory, X, y); ``batch_size`` is given per run."""
+    from tests.conftest import colour_images
+
+    Text, Multimodal = _estimators()
+    common = dict(device="cpu", verbose=0, learning_rate=1e-3, epochs=2)
+    pairs = list(zip(TEXTS, colour_images(LABELS)))
+    return {
+        # 9 rows in global batches of 4: the last batch of 1 leaves rank 1 a
+        # zero-weight stand-in row.
+        "plain": (
+            lambda b: Text(models["bert"], batch_size=b, random_state=0, **common),
+            TEXTS,
+            LABELS,
+        ),
+        # checkpointing with frozen embeddings + first layer, accumulation and
+        # early stopping on a validation split (decided alike on every rank).
+        "checkpointing": (
+            lambda b: Text(
+                models["bert"],
+                batch_size=b,
+                random_state=1,
+                gradient_checkpointing=True,
+                freeze=1,
+                gradient_accumulation_steps=2,
+                early_stopping=True,
+                validation_fraction=0.25,
+                patience=1,
+                **{**common, "epochs": 3},
+            ),
+            TEXTS,
+            LABELS,
+        ),
+        # a frozen image tower: its features are computed in shards and gathered.
+        "pair": (
+            lambda b: Multimodal(
+                (models["bert"], models["vit"]),
+                batch_size=b,
+                random_state=2,
+                freeze="image",
+                head_hidden_size=8,
+                head_dropout=0.0,
+                **common,
+            ),
+            pairs,
+            LABELS,
+        ),
+        # no random_state: rank 0's seed must reach every rank.
+        "unseeded": (
+            lambda b: Text(models["bert"], batch_size=b, random_state=None, **common),
+            TEXTS,
+            LABELS,
+        ),
+    }
+
+
+def _result(clf, X):
+    return {
+        "proba": clf.predict_proba(X),
+        "params": {
+            n: p.detach().numpy().copy() for n, p in clf.model_.named_parameters()
+        },
+        "history": clf.history_,
+    }
+
+
+# --- the worker (run by torchrun) -------------------------------------------------
+def worker(out_dir, models):
+    """Fit every scenario on this rank and save the results for the test."""
+    from multimodal_clf.engine import Trainer
+
+    out_dir = Path(out_dir)
+    rank = int(os.environ["RANK"])
+    handler = logging.FileHandler(out_dir / f"log_rank{rank}.txt")
+    logging.getLogger("multimodal_clf").addHandler(handler)
+    logging.getLogger("multimodal_clf").setLevel(logging.INFO)
+    torch.set_num_threads(1)
+
+    seen = []
+    plain_batches = Trainer.train_batches
+
+    def recording(self, data, epoch):
+        batches = plain_batches(self, data, epoch)
+        seen.append(
+            [(part.indices[: len(part)].tolist(), int(part.n_pad)) for part in batches]
+        )
+        return batches
+
+    Trainer.train_batches = recording
+    results = {"main": D.is_main_process()}
+    for name, (make, X, y) in scenarios(models).items():
+        seen.clear()
+        clf = make(2).fit(X, y)
+        results[name] = _result(clf, X)
+        results[name]["shards"] = list(seen)
+    results["group_alive"] = torch.distributed.is_initialized()
+    results["world"] = D.get_world_size()
+    D.stop_process_group()
+    results["group_stopped"] = not torch.distributed.is_initialized()
+    torch.save(results, out_dir / f"rank{rank}.pt")
+
+
+# --- the test ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, model_dir):
+    folder = tmp_path_factory.mktemp("torchrun")
+    models = {
+        "bert": no_dropout_bert(folder / "bert"),
+        "vit": model_dir("vit"),
+    }
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        str(Path(__file__).resolve()),
+        str(folder),
+        json.dumps(models),
+    ]
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    logs = [(folder / f"log_rank{r}.txt").read_text() for r in range(2)]
+    return models, ranks, logs
+
+
+@pytest.fixture(scope="module")
+def single(launched):
+    """The same scenarios in this process, with the global batch as batch."""
+    models = launched[0]
+    results = {}
+    for name, (make, X, y) in scenarios(models).items():
+        if name != "unseeded":
+            results[name] = _result(make(2 * WORLD).fit(X, y), X)
+    return results
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("name", ["plain", "checkpointing", "pair"])
+def test_torchrun_matches_one_process(launched, single, name):
+    _, ranks, _ = launched
+    expected = single[name]
+    for result in ranks:
+        got = result[name]
+        assert [r["epoch"] for r in got["history"]] == [
+            r["epoch"] for r in expected["history"]
+        ]
+        for mine, theirs in zip(got["history"], expected["history"]):
+            for key, value in theirs.items():
+                assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        assert set(got["params"]) == set(expected["params"])
+        for param, value in expected["params"].items():
+            np.testing.assert_allclose(
+                got["params"][param], value, rtol=1e-4, atol=2e-5, err_msg=param
+            )
+        np.testing.assert_allclose(got["proba"], expected["proba"], atol=1e-5)
+        assert got["proba"].dtype == np.float32
+    # every rank returns every row, the same on every rank
+    np.testing.assert_array_equal(ranks[0][name]["proba"], ranks[1][name]["proba"])
+    if name == "checkpointing":
+        assert all("valid_loss" in record for record in expected["history"])
+
+
+@pytest.mark.multiprocess
+def test_torchrun_weights_really_trained(launched):
+    from transformers import BertModel
+
+    models, ranks, _ = launched
+    start = {
+        "backbone.encoder." + n: p.detach().numpy()
+        for n, p in BertModel.from_pretrained(models["bert"]).named_parameters()
+    }
+    after = ranks[0]["plain"]["params"]
+    # (key biases are left out: softmax makes their gradient zero)
+    layers = [n for n in start if ".encoder.layer." in n and n.endswith("weight")]
+    assert len(layers) == 2 * 8
+    # the comparison with one process is not between untouched weights
+    for name in layers:
+        assert np.abs(after[name] - start[name]).max() > 1e-4, name
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("name", ["plain", "checkpointing", "pair", "unseeded"])
+def test_torchrun_shards_are_disjoint_and_equal(launched, name):
+    _, ranks, _ = launched
+    epochs = [r[name]["shards"] for r in ranks]
+    assert len(epochs[0]) == len(epochs[1]) > 0
+    n_rows = len(TEXTS)
+    if name == "checkpointing":
+        n_rows -= round(0.25 * len(TEXTS))
+    for shards in zip(*epochs):
+        # the same number of batches on every rank
+        assert len(shards[0]) == len(shards[1])
+        rows = [
+            sorted(i for part, _ in ranks_shards for i in part)
+            for ranks_shards in shards
+        ]
+        assert not set(rows[0]) & set(rows[1])
+        assert sorted(rows[0] + rows[1]) == list(range(n_rows))
+        for part0, part1 in zip(*shards):
+            # shares of one global batch differ by at most one row
+            assert abs(len(part0[0]) - len(part1[0])) <= 1
+
+
+@pytest.mark.multiprocess
+def test_torchrun_unseeded_ranks_agree(launched):
+    _, ranks, _ = launched
+    a, b = (r["unseeded"] for r in ranks)
+    for name, value in a["params"].items():
+        np.testing.assert_array_equal(value, b["params"][name])
+    np.testing.assert_array_equal(a["proba"], b["proba"])
+
+
+@pytest.mark.multiprocess
+def test_torchrun_only_rank_zero_logs_and_group_lifecycle(launched):
+    _, ranks, logs = launched
+    assert "epoch 1:" in logs[0]
+    assert logs[1] == ""
+    assert [r["main"] for r in ranks] == [True, False]
+    assert all(r["world"] == WORLD for r in ranks)
+    assert all(r["group_alive"] and r["group_stopped"] for r in ranks)
+
+
+# --- single-process helpers ------------------------------------------------------
+def test_shard_batches_split_every_batch_across_ranks():
+    batches = [np.arange(0, 5), np.arange(5, 9), np.array([9])]
+    shards = [D.shard_batches(batches, rank, 2) for rank in range(2)]
+    assert [len(s) for s in shards] == [3, 3]
+    assert [s.indices.tolist() for s in shards[0]] == [[0, 2, 4], [5, 7], [9]]
+    assert [s.indices.tolist() for s in shards[1]] == [[1, 3], [6, 8], [9]]
+    assert [s.n_pad for s in shards[1]] == [0, 0, 1]
+    assert [len(s) for s in shards[1]] == [2, 2, 0]
+    assert [s.global_rows for s in shards[0]] == [5, 4, 1]
+
+
+def test_rank_helpers_read_torchrun_environment(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert not D.launched_distributed()
+    assert D.is_main_process()
+    assert D.get_world_size() == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert D.launched_distributed()
+    assert not D.is_main_process()
+    # without a running group nothing is reduced or gathered
+    assert D.broadcast_seed(7) == 7
+    assert D.all_reduce_sum([1.5]) == [1.5]
+
+
+def test_single_process_starts_no_group():
+    device = D.start_process_group(torch.device("cpu"))
+    assert device == torch.device("cpu")
+    assert not torch.distributed.is_initialized()
+
+
+def test_data_parallel_only_for_auto_with_several_gpus(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    cuda = torch.device("cuda")
+    assert D.data_parallel_ids("auto", cuda) == [0, 1, 2]
+    assert D.data_parallel_ids("cuda", cuda) is None
+    assert D.data_parallel_ids("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert D.data_parallel_ids("auto", cuda) is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert D.data_parallel_ids("auto", cuda) is None
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], json.loads(sys.argv[2]))
