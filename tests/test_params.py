@@ -33,6 +33,7 @@ BAD = {
     "freeze": (-1, "None, a number of layers >= 0, or parameter-name prefixes"),
     "device": ("gpu", "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"),
     "cache_features": ("no", "True or False"),
+    "checkpoint_dir": (3, "None or a str or os.PathLike"),
     "warm_start": (None, "True or False"),
     "random_state": (1.5, "None, an int or a numpy RandomState"),
     "verbose": (-1, "an int >= 0"),

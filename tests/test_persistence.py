@@ -128,7 +128,7 @@ def test_saved_folder_holds_only_json_safetensors_and_tokenizer_text(
     "labels, dtype",
     [
         ([1, 0, 1, 0, 2, 0, 1, 2], np.int64),
-        ([0.5, 1.5, 0.5, 1.5, 0.5, 1.5, 0.5, 1.5], np.float64),
+        ([1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0], np.float64),
         ([True, False] * 4, np.bool_),
     ],
 )
@@ -707,11 +707,11 @@ def test_ctrl_c_keeps_a_usable_model(bert, text_data, monkeypatch):
     original = Trainer.optimizer_step
     calls = []
 
-    def optimizer_step(self):
+    def optimizer_step(self, *args):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args)
 
     monkeypatch.setattr(Trainer, "optimizer_step", optimizer_step)
     with pytest.warns(RuntimeWarning, match="interrupted during epoch 2.*can predict"):
