@@ -23,10 +23,11 @@ from multimodal_clf.research import measure
 
 def variants():
     """(name, parameters) of every run."""
-    yield "text only", {"modalities": ("text",)}
     yield "image only", {"modalities": ("image",)}
+    yield "text only", {"modalities": ("text",)}
     for fusion in ("concat", "late", "product"):
         yield f"fused ({fusion})", {"fusion": fusion}
+    yield "fused (concat, no modality dropout)", {"modality_dropout": 0.0}
 
 
 def main():
@@ -65,7 +66,7 @@ def main():
             }
         )
         print(
-            f"{name:<18} acc {rows[-1]['accuracy']:.3f}  "
+            f"{name:<36} acc {rows[-1]['accuracy']:.3f}  "
             f"F1 {rows[-1]['macro_f1']:.3f}  {run.wall_seconds:6.1f} s",
             flush=True,
         )

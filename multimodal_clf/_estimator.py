@@ -202,11 +202,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             backbone.enable_gradient_checkpointing()
         options = self._head_options()
         head = make_head(
-            options["fusion"],
-            backbone.feature_dims,
-            n_classes,
-            hidden=options["hidden"],
-            dropout=options["dropout"],
+            options.pop("fusion"), backbone.feature_dims, n_classes, **options
         )
         return ClassifierModel(backbone, head)
 

@@ -24,15 +24,34 @@ def _mlp(in_features, hidden, n_classes, dropout):
 
 
 class _Head(nn.Module):
-    def __init__(self, feature_dims):
+    def __init__(self, feature_dims, modality_dropout=0.0):
         super().__init__()
         self.names = list(feature_dims)
+        self.modality_dropout = modality_dropout
         self.norms = nn.ModuleDict(
             {name: nn.LayerNorm(width) for name, width in feature_dims.items()}
         )
 
     def normed(self, features):
-        return [self.norms[name](features[name].float()) for name in self.names]
+        """Each feature through its LayerNorm, with modality dropout in training.
+
+        Modality dropout blanks one randomly chosen feature of a row with
+        probability ``modality_dropout``. A fine-tuned text tower can fit the
+        training rows on its own within an epoch or two, after which nothing
+        pushes the head to read the image; rows that must be classified from one
+        modality keep every modality useful.
+        """
+        parts = [self.norms[name](features[name].float()) for name in self.names]
+        if not (self.training and self.modality_dropout > 0 and len(parts) > 1):
+            return parts
+        rows = parts[0].shape[0]
+        device = parts[0].device
+        dropped = torch.rand(rows, device=device) < self.modality_dropout
+        which = torch.randint(len(parts), (rows,), device=device)
+        return [
+            part * ~(dropped & (which == i)).unsqueeze(1)
+            for i, part in enumerate(parts)
+        ]
 
 
 class ConcatHead(_Head):
@@ -44,10 +63,15 @@ class ConcatHead(_Head):
     n_classes : int
     hidden : int, default=256
     dropout : float, default=0.1
+    modality_dropout : float, default=0.0
+        Probability that a training row loses one of its features (see
+        :meth:`_Head.normed`).
     """
 
-    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
-        super().__init__(feature_dims)
+    def __init__(
+        self, feature_dims, n_classes, *, hidden=256, dropout=0.1, modality_dropout=0.0
+    ):
+        super().__init__(feature_dims, modality_dropout)
         self.mlp = _mlp(sum(feature_dims.values()), hidden, n_classes, dropout)
 
     def forward(self, features):
@@ -57,8 +81,10 @@ class ConcatHead(_Head):
 class LateHead(_Head):
     """One MLP per feature; the logits are averaged (late fusion)."""
 
-    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
-        super().__init__(feature_dims)
+    def __init__(
+        self, feature_dims, n_classes, *, hidden=256, dropout=0.1, modality_dropout=0.0
+    ):
+        super().__init__(feature_dims, modality_dropout)
         self.mlps = nn.ModuleList(
             [_mlp(width, hidden, n_classes, dropout) for width in feature_dims.values()]
         )
@@ -75,8 +101,10 @@ class ProductHead(_Head):
     element-wise product, which carries the text-image interaction terms.
     """
 
-    def __init__(self, feature_dims, n_classes, *, hidden=256, dropout=0.1):
-        super().__init__(feature_dims)
+    def __init__(
+        self, feature_dims, n_classes, *, hidden=256, dropout=0.1, modality_dropout=0.0
+    ):
+        super().__init__(feature_dims, modality_dropout)
         width = hidden or 256
         self.projections = nn.ModuleList(
             [nn.Linear(w, width) for w in feature_dims.values()]
@@ -99,6 +127,14 @@ class ProductHead(_Head):
 FUSIONS = {"concat": ConcatHead, "late": LateHead, "product": ProductHead}
 
 
-def make_head(fusion, feature_dims, n_classes, *, hidden=256, dropout=0.1):
+def make_head(
+    fusion, feature_dims, n_classes, *, hidden=256, dropout=0.1, modality_dropout=0.0
+):
     """Build the head for a fusion name."""
-    return FUSIONS[fusion](feature_dims, n_classes, hidden=hidden, dropout=dropout)
+    return FUSIONS[fusion](
+        feature_dims,
+        n_classes,
+        hidden=hidden,
+        dropout=dropout,
+        modality_dropout=modality_dropout,
+    )

@@ -38,6 +38,12 @@ class MultimodalClassifier(BaseClassifier):
         Width of the head's hidden layer; 0 makes the head linear.
     head_dropout : float, default=0.1
         Dropout in the head.
+    modality_dropout : float, default=0.3
+        Probability that a training row has one of its modalities (chosen at
+        random) blanked in the head, so that the head learns to use each one. A
+        fine-tuned text tower can fit the training rows alone within an epoch or
+        two; without this, the head then stops learning from the image. No effect
+        with a single modality or a joint backbone.
     image_column : str, default="image"
         Name of the image column when X is a DataFrame or a list of dicts.
     image_root : str or path-like, default=None
@@ -80,6 +86,7 @@ class MultimodalClassifier(BaseClassifier):
         ),
         "head_hidden_size": P.integer(0),
         "head_dropout": P.real(0, 1, high_open=True),
+        "modality_dropout": P.real(0, 1, high_open=True),
         "image_column": P.string(),
         "image_root": P.optional(P.path_like()),
         "max_image_pixels": P.integer(1),
@@ -93,6 +100,7 @@ class MultimodalClassifier(BaseClassifier):
         modalities=("text", "image"),
         head_hidden_size=256,
         head_dropout=0.1,
+        modality_dropout=0.3,
         image_column="image",
         image_root=None,
         max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
@@ -125,6 +133,7 @@ class MultimodalClassifier(BaseClassifier):
         self.modalities = modalities
         self.head_hidden_size = head_hidden_size
         self.head_dropout = head_dropout
+        self.modality_dropout = modality_dropout
         self.image_column = image_column
         self.image_root = image_root
         self.max_image_pixels = max_image_pixels
@@ -161,6 +170,7 @@ class MultimodalClassifier(BaseClassifier):
             "fusion": self.fusion,
             "hidden": self.head_hidden_size,
             "dropout": self.head_dropout,
+            "modality_dropout": self.modality_dropout,
         }
 
     def _load_images(self, values, positions=None):

@@ -41,6 +41,7 @@ BAD = {
     "fusion": ("sum", "one of 'concat', 'late', 'product'"),
     "modalities": (("image", "text"), "('text', 'image'), ('text',) or ('image',)"),
     "head_hidden_size": (-1, "an int >= 0"),
+    "modality_dropout": (1.0, "a float in [0, 1)"),
     "head_dropout": (1.0, "a float in [0, 1)"),
     "image_column": (3, "a non-empty str"),
     "image_root": (3, "None or a str or os.PathLike"),
