@@ -99,6 +99,7 @@ def scenarios(models):
                 freeze="image",
                 head_hidden_size=8,
                 head_dropout=0.0,
+                modality_dropout=0.0,
                 **common,
             ),
             pairs,
