@@ -140,6 +140,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             modalities=modalities,
             text_column=self.text_column,
             image_column=getattr(self, "image_column", "image"),
+            pairs=hasattr(self, "image_column"),
         )
         if "text" in columns:
             columns["text"] = check_texts(columns["text"], column=self.text_column)

@@ -604,3 +604,15 @@ def test_docstring_examples(module):
     result = doctest.testmod(imported, optionflags=doctest.NORMALIZE_WHITESPACE)
 
     assert result.failed == 0
+
+
+def test_load_csv_keeps_ids_as_written(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "rows.csv").write_text(
+        "id,text,image,label\n00023,hello,a.png,1\n00110,NA,a.png,0\n"
+    )
+    frame = load_csv(tmp_path / "rows.csv")
+    assert frame["id"].tolist() == ["00023", "00110"]
+    assert frame["text"].tolist() == ["hello", "NA"]
+    assert frame["label"].tolist() == [1, 0]
+    assert frame["label"].dtype.kind == "i"

@@ -430,3 +430,27 @@ def test_split_columns_layouts():
     missing_key = r"no key 'image' \(set by image_column\):\n  row 1: "
     with pytest.raises(ValueError, match=missing_key):
         split_columns([{"text": "a", "image": 1}, {"text": "b"}], modalities=both)
+
+
+def test_text_estimator_refuses_pairs_and_duplicate_columns(bert):
+    import pandas as pd
+
+    from multimodal_clf import TextClassifier
+
+    clf = TextClassifier(bert, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"every row of X is a 2-item sequence"):
+        clf.fit([("a text", "a.png"), ("b text", "b.png")], ["x", "y"])
+    frame = pd.DataFrame([["a", "b"], ["c", "d"]], columns=["text", "text"])
+    with pytest.raises(ValueError, match=r"several columns named 'text'"):
+        clf.fit(frame, ["x", "y"])
+
+
+def test_image_encoder_where_text_is_expected(pair, pair_data):
+    from multimodal_clf import MultimodalClassifier, TextClassifier
+
+    text, image = pair
+    X, y = pair_data
+    with pytest.raises(ValueError, match=r"'vit' model with no text vocabulary.*swap"):
+        MultimodalClassifier((image, text), epochs=1, verbose=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"backbone .* is a 'vit' model with no text"):
+        TextClassifier(image, epochs=1, verbose=0).fit([t for t, _ in X], y)

@@ -71,6 +71,8 @@ def _load_backbone(spec, modalities, optional_sides=False):
             else resolve_checkpoint(side, parameter=f"backbone[{i}]")
             for i, side in enumerate(spec)
         )
+        if text is not None and "text" in modalities:
+            _check_reads_text(text, "backbone[0]", swap_with=image)
         return PairBackbone(text, image, modalities)
     source = resolve_checkpoint(spec)
     model_type = load_config(source).model_type
@@ -82,4 +84,23 @@ def _load_backbone(spec, modalities, optional_sides=False):
             f"modalities={tuple(modalities)!r} needs images. Pass a joint checkpoint "
             f"({', '.join(sorted(FAMILIES))}) or a (text, image) pair of checkpoints."
         )
+    _check_reads_text(source, "backbone")
     return TextBackbone(source)
+
+
+def _reads_text(config):
+    return getattr(config, "vocab_size", None) is not None
+
+
+def _check_reads_text(source, parameter, swap_with=None):
+    """Refuse a checkpoint with no vocabulary where a text encoder is needed."""
+    config = load_config(source, parameter=parameter)
+    if _reads_text(config):
+        return
+    hint = "Pass a text encoder such as a BERT or MiniLM checkpoint"
+    if swap_with is not None and _reads_text(load_config(swap_with)):
+        hint = "The pair is (text, image): swap the two checkpoints"
+    raise ValueError(
+        f"{parameter} {source!r} is a {config.model_type!r} model with no text "
+        f"vocabulary, so it cannot read text. {hint}."
+    )

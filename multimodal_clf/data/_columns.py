@@ -142,7 +142,9 @@ def _as_rows(X):
         ) from None
 
 
-def split_columns(X, *, modalities, text_column="text", image_column="image"):
+def split_columns(
+    X, *, modalities, text_column="text", image_column="image", pairs=True
+):
     """Split X into one list per modality, all of the same length.
 
     Parameters
@@ -156,6 +158,10 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
         The columns to extract.
     text_column, image_column : str
         Column or key names.
+    pairs : bool, default=True
+        Whether rows may be ``(text, image)`` pairs. A text-only estimator passes
+        False, so that 2-item rows are refused rather than silently cut to their
+        first item.
 
     Returns
     -------
@@ -167,6 +173,12 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
         "image": (image_column, "image_column"),
     }
     if hasattr(X, "columns") and hasattr(X, "iloc"):
+        duplicated = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
+        if duplicated:
+            raise ValueError(
+                f"X has several columns named {', '.join(map(repr, duplicated))}; "
+                "rename or drop the duplicates."
+            )
         return {m: _frame_column(X, *names[m]) for m in modalities}
     if hasattr(X, "to_list") and hasattr(X, "index"):
         X = X.to_list()
@@ -184,6 +196,13 @@ def split_columns(X, *, modalities, text_column="text", image_column="image"):
     if rows and all(isinstance(row, Mapping) for row in rows):
         return {m: _dict_column(rows, *names[m]) for m in modalities}
     is_pair = [isinstance(row, (tuple, list)) and len(row) == 2 for row in rows]
+    if not pairs and rows and all(is_pair):
+        raise ValueError(
+            "every row of X is a 2-item sequence, but this estimator reads one text "
+            "per row. Pass a list of strings, or a DataFrame with a "
+            f"{text_column!r} column; for (text, image) pairs use "
+            "MultimodalClassifier."
+        )
     if len(modalities) == 1 and not (rows and all(is_pair)):
         modality = modalities[0]
         if getattr(X, "ndim", 1) > 1:

@@ -51,6 +51,8 @@ def load_csv(
     pandas.DataFrame
         One row per data line, with columns ``text``, ``image`` (absolute path)
         and ``label`` first, then the file's other columns in their order.
+        Cells are kept as the text they are (an id ``"00023"`` stays a string);
+        the label column is numeric when every label is a number.
 
     Raises
     ------
@@ -79,10 +81,17 @@ def load_csv(
         what="CSV file",
         hint="Check the path.",
     )
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    # Every cell is read as the text it is, so that ids such as "00023" survive;
+    # only the label column becomes numeric, when all of it is.
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     roles = {"text": text_column, "image": image_column, "label": label_column}
     roles = {role: column for role, column in roles.items() if column is not None}
     _check_columns(frame, roles, path)
+    if label_column is not None:
+        try:
+            frame[label_column] = pd.to_numeric(frame[label_column])
+        except (TypeError, ValueError):
+            pass
 
     frame = frame.rename(columns={column: role for role, column in roles.items()})
     frame = frame[[*roles, *(c for c in frame.columns if c not in roles)]]
