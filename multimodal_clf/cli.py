@@ -696,6 +696,21 @@ def evaluation_metrics(y_true, proba, classes):
 # --------------------------------------------------------------------------
 
 
+def _output_folder(text):
+    """Check ``--output`` before any training: a folder, existing or creatable."""
+    output = Path(text).expanduser()
+    if output.exists() and not output.is_dir():
+        raise CommandError(f"--output {text} is a file; pass a folder for the results.")
+    parent = output if output.exists() else output.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise CommandError(
+            f"--output {text} cannot be created: {parent} is not a writable folder."
+        )
+    return output
+
+
 def _train(args):
     from multimodal_clf.research import measure
 
@@ -703,8 +718,8 @@ def _train(args):
     estimator = make_estimator(
         spec, args, verbose=0 if args.quiet else 1, random_state=args.seed
     )
+    output = _output_folder(args.output)
     train, evaluation, eval_split = _prepare(args)
-    output = Path(args.output)
 
     fit = measure(estimator.fit, _features(train), _labels(train))
     interrupted = bool(getattr(estimator, "interrupted_", False))
@@ -831,9 +846,9 @@ def _compare(args):
         raise CommandError(f"--models names {', '.join(repeated)} more than once.")
     verbose = 0 if args.quiet else 1
     models = {spec.name: make_estimator(spec, args, verbose=verbose) for spec in specs}
+    output = _output_folder(args.output)
     train, evaluation, eval_split = _prepare(args)
 
-    output = Path(args.output)
     result = compare(
         models,
         _features(train),

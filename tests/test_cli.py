@@ -682,3 +682,23 @@ def test_estimator_errors_exit_2(tmp_path, csv_data, bert, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "no column 'caption' (text_column)" in err
+
+
+def test_output_that_is_a_file_fails_before_training(tmp_path, capsys):
+    from multimodal_clf import cli
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            "bert",
+            "--dataset",
+            "clipart_mini",
+            "--output",
+            str(blocker),
+        ]
+    )
+    assert code == 2
+    assert f"--output {blocker} is a file" in capsys.readouterr().err
