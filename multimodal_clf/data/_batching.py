@@ -14,6 +14,10 @@ __all__ = ["FeatureColumn", "ImageColumn", "Rows", "TokenColumn"]
 class TokenColumn:
     """Token ids of varying length, padded per batch to the batch's longest row.
 
+    The ids of all rows are stored end to end in one array, so that a batch is
+    gathered with a few vectorised operations and a column of a million rows is
+    one array, not a million small ones.
+
     Parameters
     ----------
     ids : list of list of int
@@ -27,36 +31,51 @@ class TokenColumn:
     """
 
     def __init__(self, ids, pad_id, *, prefix="", token_type_ids=False):
-        self.ids = [np.asarray(row, dtype=np.int64) for row in ids]
+        self.lengths = np.fromiter((len(row) for row in ids), np.int64, len(ids))
+        self.flat_ids = np.fromiter(
+            (token for row in ids for token in row), np.int64, int(self.lengths.sum())
+        )
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         self.pad_id = int(pad_id)
         self.prefix = prefix
         self.token_type_ids = token_type_ids
-        self.lengths = np.array([len(row) for row in self.ids], dtype=np.int64)
 
     def __len__(self):
-        return len(self.ids)
+        return len(self.lengths)
+
+    @property
+    def ids(self):
+        """Token ids per row (views into one array)."""
+        return np.split(self.flat_ids, self.offsets[1:-1])
+
+    def _gather(self, indices):
+        """The ids of the given rows end to end, and their lengths."""
+        lengths = self.lengths[indices]
+        starts = np.repeat(
+            self.offsets[indices] - np.cumsum(lengths) + lengths, lengths
+        )
+        return self.flat_ids[starts + np.arange(len(starts))], lengths
 
     def take(self, indices):
         """Return a new column holding the given rows."""
-        return TokenColumn(
-            [self.ids[i] for i in indices],
-            self.pad_id,
-            prefix=self.prefix,
-            token_type_ids=self.token_type_ids,
+        flat, lengths = self._gather(np.asarray(indices, dtype=np.int64))
+        column = TokenColumn(
+            [], self.pad_id, prefix=self.prefix, token_type_ids=self.token_type_ids
         )
+        column.flat_ids, column.lengths = flat, lengths
+        column.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        return column
 
     def batch(self, indices):
         """Pad the given rows to their longest and return the tensors."""
-        width = max(int(self.lengths[i]) for i in indices)
-        ids = np.full((len(indices), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(indices), width), dtype=np.int64)
-        for out, i in enumerate(indices):
-            row = self.ids[i]
-            ids[out, : len(row)] = row
-            mask[out, : len(row)] = 1
+        flat, lengths = self._gather(np.asarray(indices, dtype=np.int64))
+        width = int(lengths.max()) if len(lengths) else 0
+        mask = np.arange(width) < lengths[:, None]
+        ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+        ids[mask] = flat
         tensors = {
             f"{self.prefix}input_ids": torch.from_numpy(ids),
-            f"{self.prefix}attention_mask": torch.from_numpy(mask),
+            f"{self.prefix}attention_mask": torch.from_numpy(mask.astype(np.int64)),
         }
         if self.token_type_ids:
             tensors[f"{self.prefix}token_type_ids"] = torch.zeros_like(
