@@ -22,6 +22,7 @@ from multimodal_clf._model import (
     ClassifierModel,
     compute_frozen_features,
     freeze_parameters,
+    train_used_embeddings,
 )
 from multimodal_clf.backbones import load_backbone
 from multimodal_clf.data._batching import Rows
@@ -309,7 +310,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 model.backbone.feature_dims
             )
             trainer = self._make_trainer(model, device, seed, all_frozen)
-            self.history_ = trainer.fit(train, valid)
+            with train_used_embeddings(model, train, valid):
+                self.history_ = trainer.fit(train, valid)
         self.model_ = model
         self.classes_ = classes
         self.n_iter_ = len(self.history_)
