@@ -122,9 +122,9 @@ def clear_feature_cache():
     feature_cache.clear()
 
 
-def backbone_fingerprint(backbone):
-    """Digest of a backbone's source files and preprocessing settings."""
-    parts = [backbone.cache_key()]
+def backbone_fingerprint(backbone, inputs=("text", "image")):
+    """Digest of a backbone's source files and the preprocessing of ``inputs``."""
+    parts = [backbone.cache_key(inputs)]
     sources = (
         backbone.source if isinstance(backbone.source, tuple) else (backbone.source,)
     )

@@ -92,7 +92,9 @@ def compute_frozen_features(
     keys = [None] * n_rows
     values = [None] * n_rows
     if use_cache:
-        prefix = backbone_fingerprint(backbone) + name
+        prefix = backbone_fingerprint(backbone, inputs) + name
+        # Reduced precision and other devices give (slightly) other numbers.
+        prefix += f"|{precision}|{device.type}|"
         for row in range(n_rows):
             parts = [
                 row_key(columns[m][row], m, image_root=image_root)

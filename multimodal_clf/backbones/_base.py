@@ -171,10 +171,22 @@ class Backbone(nn.Module):
                     type(model).__name__,
                 )
 
-    def cache_key(self):
-        """Return a string that changes whenever features could change."""
-        parts = [self.family, str(self.source), str(self.max_length)]
-        for part in (self.tokenizer, self.image_processor):
+    def cache_key(self, inputs=("text", "image")):
+        """Return a string that changes whenever features read from ``inputs``
+        could change.
+
+        Only the preprocessing of those inputs is part of the key, so that an
+        image-only model and a text+image model with the same checkpoints share
+        their image features.
+        """
+        parts = [self.family, str(self.source), ",".join(inputs)]
+        preprocessors = []
+        if "text" in inputs:
+            parts.append(str(self.max_length))
+            preprocessors.append(self.tokenizer)
+        if "image" in inputs:
+            preprocessors.append(self.image_processor)
+        for part in preprocessors:
             if part is not None and hasattr(part, "to_json_string"):
                 parts.append(part.to_json_string())
             elif part is not None:
