@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import multimodal_clf._estimator as estimator_module
@@ -149,3 +150,50 @@ def test_token_batches_are_padded_to_their_longest_row(seed):
     np.testing.assert_array_equal(taken.lengths, [len(ids[i]) for i in indices])
     again = taken.batch(np.arange(len(indices)))
     np.testing.assert_array_equal(again["t_input_ids"].numpy(), expected_ids)
+
+
+# --- image columns ----------------------------------------------------------------
+@pytest.mark.parametrize("family", ["pair", "clip", "vilt", "flava"])
+def test_images_are_kept_as_8_bit_values_and_batch_as_processor_output(family, request):
+    from multimodal_clf.backbones import load_backbone
+
+    spec = request.getfixturevalue(family)
+    backbone = load_backbone(spec, ("text", "image"))
+    rng = np.random.default_rng(0)
+    sizes = [(24, 24), (40, 20), (17, 33)]
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for w, h in sizes
+    ]
+    column = backbone.encode_images(images)["pixel_values"]
+    assert all(p.dtype == torch.uint8 for p in column.pixels)
+
+    expected = backbone.image_processor(images=images, return_tensors="pt")
+    batch = column.batch([0, 1, 2])
+    assert batch["pixel_values"].dtype == torch.float32
+    torch.testing.assert_close(
+        batch["pixel_values"], expected["pixel_values"], rtol=0, atol=1e-5
+    )
+    if "pixel_mask" in expected:
+        torch.testing.assert_close(batch["pixel_mask"], expected["pixel_mask"])
+    floats = sum(p.numel() * 4 for p in column.pixels)
+    assert column.nbytes * 4 == floats
+
+
+def test_values_that_are_not_8_bit_stay_float():
+    from multimodal_clf.data._batching import ImageColumn, PixelCodec
+
+    class Processor:
+        do_rescale = do_normalize = True
+        rescale_factor = 1 / 255
+        image_mean = image_std = [0.5, 0.5, 0.5]
+
+    codec = PixelCodec(Processor())
+    whole = (torch.arange(48.0).reshape(3, 4, 4) / 255 - 0.5) / 0.5
+    blurred = whole + 0.3 / 255  # what resizing in float would give
+    stored = [codec.encode(whole), codec.encode(blurred)]
+    assert [p.dtype for p in stored] == [torch.uint8, torch.float32]
+    batch = ImageColumn(stored, codec=codec).batch([0, 1])["pixel_values"]
+    torch.testing.assert_close(batch[0], whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(batch[1], blurred, rtol=0, atol=0)
+    assert PixelCodec(None).encode(whole).dtype == torch.float32
