@@ -113,23 +113,28 @@ class PixelCodec:
             self.scale = float(scale)
             self.mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
             self.std = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+            # (x * scale - mean) / std as one multiply-add.
+            self.gain = self.scale / self.std
+            self.offset = -self.mean / self.std
 
     def encode(self, pixels):
         """Return ``pixels`` (C, H, W) as uint8 when exact, else a float copy."""
         if self.scale is None or pixels.shape[0] != len(self.mean):
             return pixels.clone()
-        values = (pixels.float() * self.std + self.mean) / self.scale
+        if not pixels.numel():
+            return pixels.to(torch.uint8)
+        values = (pixels.float() * (self.std / self.scale)).add_(self.mean / self.scale)
         rounded = values.round()
-        exact = bool((values - rounded).abs().max() < 1e-2) if values.numel() else True
-        if not exact or rounded.min() < 0 or rounded.max() > 255:
+        low, high = torch.aminmax(rounded)
+        if low < 0 or high > 255 or (values - rounded).abs().max() > 1e-2:
             return pixels.clone()
         return rounded.to(torch.uint8)
 
     def decode(self, stored):
-        """Float32 processor output for a stored row."""
+        """Float32 processor output for stored rows, shape (..., C, H, W)."""
         if stored.dtype != torch.uint8:
             return stored
-        return (stored.float() * self.scale - self.mean) / self.std
+        return stored.float().mul_(self.gain).add_(self.offset)
 
 
 class ImageColumn:
@@ -173,7 +178,12 @@ class ImageColumn:
 
     def batch(self, indices):
         """Stack the given rows, padding at the bottom and right when sizes differ."""
-        chosen = [self.codec.decode(self.pixels[i]) for i in indices]
+        stored = [self.pixels[i] for i in indices]
+        kinds = {(p.shape, p.dtype) for p in stored}
+        if len(kinds) == 1 and not self.pixel_mask:
+            # One size (the usual case): stack, then decode the batch at once.
+            return {self.name: self.codec.decode(torch.stack(stored))}
+        chosen = [self.codec.decode(p) for p in stored]
         height = max(p.shape[-2] for p in chosen)
         width = max(p.shape[-1] for p in chosen)
         out = chosen[0].new_zeros((len(chosen), chosen[0].shape[0], height, width))
