@@ -22,6 +22,7 @@ from multimodal_clf._model import (
     ClassifierModel,
     compute_frozen_features,
     freeze_parameters,
+    train_used_embeddings,
 )
 from multimodal_clf.backbones import load_backbone
 from multimodal_clf.data._batching import Rows
@@ -369,7 +370,10 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             )
             if checkpointer is not None:
                 trainer.callbacks.append(checkpointer)
-            self.history_ = trainer.fit(train, valid)
+            # Checkpoints written during fit must hold the whole token table.
+            compact = checkpointer is None
+            with train_used_embeddings(model, train, valid, enabled=compact):
+                self.history_ = trainer.fit(train, valid)
         self.model_ = model
         self.classes_ = classes
         self.n_iter_ = len(self.history_)

@@ -1,14 +1,16 @@
 """The classifier module (backbone + head) and frozen-feature computation."""
 
+import contextlib
 import logging
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multimodal_clf._cache import backbone_fingerprint, feature_cache, row_key
 from multimodal_clf.backbones._base import frozen, module_params
-from multimodal_clf.data._batching import FeatureColumn, Rows
+from multimodal_clf.data._batching import FeatureColumn, Rows, TokenColumn
 from multimodal_clf.engine import predict_logits
 from multimodal_clf.engine._distributed import all_rows_mask
 
@@ -95,6 +97,8 @@ def compute_frozen_features(
     values = [None] * n_rows
     if use_cache:
         prefix = backbone_fingerprint(backbone, inputs) + name
+        # Reduced precision and other devices give (slightly) other numbers.
+        prefix += f"|{precision}|{device.type}|"
         for row in range(n_rows):
             parts = [
                 row_key(columns[m][row], m, image_root=image_root)
@@ -191,3 +195,131 @@ def _first_layers(backbone, modules, n_layers):
                 for layer in list(child)[:n_layers]:
                     chosen |= {ids[id(p)] for p in layer.parameters()}
     return chosen
+
+
+class _UsedRows(nn.Module):
+    """An embedding table cut down to the rows that the training data uses.
+
+    Token ids keep their values (models that also read them, for position ids or
+    pooling, see no change); a lookup maps each id to a row of the small table.
+    The table has one extra row that no id maps to: it starts at 1.0 and, never
+    having a gradient, goes through exactly what the optimizer does to every
+    unused row (decoupled weight decay), so that on the way back the unused rows
+    are scaled by it. Update rules that are linear in the weight of a row without
+    gradient (AdamW, SGD with or without momentum) are reproduced this way.
+    """
+
+    def __init__(self, embedding, used):
+        super().__init__()
+        weight = embedding.weight.detach()
+        probe = weight.new_ones((1, weight.shape[1]))
+        self.weight = nn.Parameter(torch.cat([weight[used], probe]))
+        lookup = torch.full(
+            (embedding.num_embeddings,), len(used), dtype=torch.long
+        ).to(weight.device)
+        lookup[used] = torch.arange(len(used), device=weight.device)
+        self.register_buffer("lookup", lookup, persistent=False)
+        self.register_buffer("used", used, persistent=False)
+        pad = embedding.padding_idx
+        self.padding_idx = None
+        if pad is not None and int(lookup[pad]) < len(used):
+            self.padding_idx = int(lookup[pad])
+
+    def forward(self, input_ids):
+        return F.embedding(self.lookup[input_ids], self.weight, self.padding_idx)
+
+    def write_back(self, embedding):
+        """Move the trained rows into ``embedding``; scale the unused ones."""
+        weight = self.weight.detach()
+        embedding.to(weight.device)
+        with torch.no_grad():
+            unused = torch.ones(
+                embedding.num_embeddings, dtype=torch.bool, device=weight.device
+            )
+            unused[self.used] = False
+            embedding.weight[unused] *= weight[-1]
+            embedding.weight[self.used] = weight[:-1]
+
+
+def _token_tables(backbone):
+    """``(parent module, attribute name, embedding)`` of trainable token tables."""
+    uses = {}
+    for _, param in backbone.named_parameters(remove_duplicate=False):
+        uses[id(param)] = uses.get(id(param), 0) + 1
+    found = []
+    for model in backbone.pretrained_models():
+        try:
+            embedding = model.get_input_embeddings()
+        except (NotImplementedError, AttributeError):
+            continue
+        plain = (
+            type(embedding) is nn.Embedding
+            and embedding.max_norm is None
+            and not embedding.sparse
+            and not embedding.scale_grad_by_freq
+        )
+        # A weight tied to another module (an output layer) is left alone.
+        if not plain or not embedding.weight.requires_grad:
+            continue
+        if uses.get(id(embedding.weight)) != 1:
+            continue
+        found += [
+            (parent, name, embedding)
+            for parent in model.modules()
+            for name, child in parent.named_children()
+            if child is embedding
+        ]
+    return found
+
+
+@contextlib.contextmanager
+def train_used_embeddings(model, *datasets, enabled=True):
+    """Within the block, train only the token-embedding rows that ``datasets`` use.
+
+    With a large vocabulary most of the token table never appears in the training
+    data, yet its dense gradient, gradient clipping and AdamW read and write all
+    of it at every step. Inside this block the table is replaced by the rows the
+    data uses (when that is at most half of it); on exit they are written back
+    and the unused rows get the update the optimizer gave rows without gradient.
+    The result equals training the whole table, at the cost of the used rows.
+
+    Parameters
+    ----------
+    model : ClassifierModel
+    *datasets : Rows or None
+        Every row the model sees inside the block (training and validation).
+    enabled : bool, default=True
+        False makes the block do nothing (checkpoints written inside it must
+        hold the whole table).
+    """
+    columns = [
+        column
+        for data in datasets
+        if data is not None
+        for column in data.columns.values()
+        if isinstance(column, TokenColumn)
+    ]
+    # Padding ids are added per batch, so they are counted here explicitly.
+    ids = [column.flat_ids for column in columns] + [
+        np.array([column.pad_id]) for column in columns
+    ]
+    distributed = torch.distributed.is_available() and (
+        torch.distributed.is_initialized()
+    )
+    swaps = []
+    if enabled and ids and not distributed:
+        used = torch.from_numpy(np.unique(np.concatenate(ids)))
+        for parent, name, embedding in _token_tables(model.backbone):
+            size = embedding.num_embeddings
+            if not len(used) or used[-1] >= size or 2 * len(used) > size:
+                continue
+            compact = _UsedRows(embedding, used.to(embedding.weight.device))
+            setattr(parent, name, compact)
+            swaps.append((parent, name, embedding, compact))
+            logger.debug("training %d of %d token embedding rows", len(used), size)
+    try:
+        yield
+    finally:
+        for parent, name, embedding, compact in swaps:
+            compact.write_back(embedding)
+            setattr(parent, name, embedding)

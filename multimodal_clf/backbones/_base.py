@@ -6,7 +6,7 @@ import warnings
 import torch
 from torch import nn
 
-from multimodal_clf.data._batching import ImageColumn, TokenColumn
+from multimodal_clf.data._batching import ImageColumn, PixelCodec, TokenColumn
 from multimodal_clf.exceptions import TruncationWarning
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class Backbone(nn.Module):
             Each image's row in the caller's data, for error messages.
         """
         pixels, has_mask = [], False
+        codec = PixelCodec(self.image_processor)
         for start in range(0, len(images), _IMAGE_CHUNK):
             chunk = images[start : start + _IMAGE_CHUNK]
             try:
@@ -183,13 +184,13 @@ class Backbone(nn.Module):
             mask = out.get("pixel_mask")
             for row in range(len(chunk)):
                 if mask is None:
-                    pixels.append(values[row].clone())
+                    pixels.append(codec.encode(values[row]))
                     continue
                 has_mask = True
                 height = int(mask[row].any(dim=1).sum())
                 width = int(mask[row].any(dim=0).sum())
-                pixels.append(values[row, :, :height, :width].clone())
-        return {name: ImageColumn(pixels, name=name, pixel_mask=has_mask)}
+                pixels.append(codec.encode(values[row, :, :height, :width]))
+        return {name: ImageColumn(pixels, name=name, pixel_mask=has_mask, codec=codec)}
 
     def _processor_error(self, images, rows):
         """Name the first image of a failed chunk that the processor refuses."""

@@ -156,7 +156,10 @@ class Trainer:
                 "nothing to train: every parameter is frozen. Unfreeze part of the "
                 "backbone or check the freeze settings."
             )
-        fused = self.device.type == "cuda"
+        # The fused kernel updates every tensor in one call instead of a loop.
+        fused = self.device.type == "cuda" or (
+            self.device.type == "cpu" and torch.__version__ >= "2.4"
+        )
         return torch.optim.AdamW(list(groups.values()), fused=fused)
 
     def configure_scheduler(self, optimizer, total_steps):
