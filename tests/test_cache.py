@@ -168,6 +168,7 @@ def test_row_keys_follow_the_data(tmp_path):
     assert row_key(str(tmp_path / "missing.png"), "image") is None
 
 
+@pytest.mark.filterwarnings("ignore::multimodal_clf.exceptions.TruncationWarning")
 def test_a_different_max_length_is_a_different_key(pair, pair_data):
     X, y = pair_data
     frozen_pair(pair, max_length=16).fit(X, y)
