@@ -50,7 +50,7 @@ def child_env(threads):
     """Environment of a contender process: same threads and paths for all."""
     env = dict(os.environ)
     paths = [str(ROOT)]
-    extra = ROOT / ".venv" / "site"
+    extra = ROOT / ".venv" / "site"  # pip install --target .venv/site accelerate
     if extra.is_dir():
         paths.append(str(extra))
     if env.get("PYTHONPATH"):
