@@ -231,6 +231,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 use_cache=use_cache,
                 image_root=getattr(self, "image_root", None),
+                max_image_pixels=getattr(self, "max_image_pixels", None),
                 device_ids=device_ids,
             )
         needed = {

@@ -78,11 +78,14 @@ def compute_frozen_features(
     batch_size,
     use_cache,
     image_root=None,
+    max_image_pixels=None,
     device_ids=None,
 ):
     """Features of a frozen tower for every row, through the shared cache.
 
-    Only rows missing from the cache are decoded, preprocessed and run. Under a
+    Only rows missing from the cache are decoded, preprocessed and run. The
+    pixel limit is part of the key, so that a row cached under a looser limit
+    is read (and refused) again under a stricter one. Under a
     process group, rows missing on any rank are computed on every rank, each rank
     running a share of them, so that all ranks hold the same features.
 
@@ -99,6 +102,8 @@ def compute_frozen_features(
         prefix = backbone_fingerprint(backbone, inputs) + name
         # Reduced precision and other devices give (slightly) other numbers.
         prefix += f"|{precision}|{device.type}|"
+        if "image" in inputs:
+            prefix += f"{max_image_pixels}|"
         for row in range(n_rows):
             parts = [
                 row_key(columns[m][row], m, image_root=image_root)

@@ -220,3 +220,15 @@ def test_another_precision_is_another_key(pair, pair_data):
     frozen_pair(pair, precision="bf16").fit(X, y)
     frozen_pair(pair, precision="fp32").fit(X, y)
     assert (feature_cache.hits, feature_cache.misses) == (0, 4 * N_ROWS)
+
+
+def test_a_stricter_pixel_limit_is_not_bypassed_by_the_cache(pair, pair_data):
+    from multimodal_clf import MultimodalClassifier, clear_feature_cache
+
+    clear_feature_cache()
+    X, y = pair_data
+    params = dict(freeze_backbone=True, epochs=1, verbose=0, random_state=0)
+    MultimodalClassifier(pair, **params).fit(X, y)
+    strict = MultimodalClassifier(pair, max_image_pixels=10, **params)
+    with pytest.raises(ValueError, match=r"over the limit of 10 pixels"):
+        strict.fit(X, y)
