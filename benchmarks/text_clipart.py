@@ -9,7 +9,7 @@ import argparse
 import json
 import time
 
-from _common import clipart_splits, minilm_path
+from _harness import clipart_splits, minilm_path
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
