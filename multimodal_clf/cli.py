@@ -614,27 +614,6 @@ def _prepare(args):
 # --------------------------------------------------------------------------
 
 
-def _jsonable(value):
-    """Plain JSON values: NumPy scalars unwrapped, tuples as lists, NaN as None."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return repr(value)
-
-
 def _write_text(path, text):
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
@@ -713,6 +692,7 @@ def _output_folder(text):
 
 def _train(args):
     from multimodal_clf.research import measure
+    from multimodal_clf.research._report import _jsonable
 
     (spec,) = _parse_models([args.model], args)
     estimator = make_estimator(

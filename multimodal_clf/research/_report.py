@@ -220,7 +220,8 @@ def _write_atomic(path, data):
 
 
 def _jsonable(value):
-    """Convert NumPy scalars and containers to JSON types; NaN becomes None."""
+    """Convert NumPy scalars and containers to JSON types; NaN becomes None,
+    paths become strings and anything else its ``repr``."""
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -231,7 +232,11 @@ def _jsonable(value):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
 
 
 def _format(value, spec):
