@@ -32,7 +32,13 @@ from multimodal_clf.data._columns import (
     check_unseen_labels,
     split_columns,
 )
-from multimodal_clf.engine import PRECISIONS, Trainer, check_device, resolve_device
+from multimodal_clf.engine import (
+    PRECISIONS,
+    Trainer,
+    check_device,
+    predict_logits,
+    resolve_device,
+)
 from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import resolve_precision
 from multimodal_clf.exceptions import NotFittedError
@@ -441,8 +447,6 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         precision = resolve_precision(self.precision, device)
         columns = self._columns(X)
         self.model_.to(device)
-        from multimodal_clf.engine import predict_logits
-
         # Some backbones draw random numbers even in eval mode (ViLT shuffles its
         # image patches): a fixed seed keeps predictions reproducible and leaves
         # the caller's random state alone.
