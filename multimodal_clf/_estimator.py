@@ -335,63 +335,65 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        P.check_parameters(self, self._rules)
-        _check_not_forked_from_cuda(self)
-        device, device_ids = self._resolve_devices()
-        precision = resolve_precision(self.precision, device)
-        columns = self._columns(X)
-        n_rows = len(next(iter(columns.values())))
-        y_encoded, classes = check_labels(y, n_rows)
-        weights = self._row_weights(y_encoded, classes, sample_weight)
-        seed = D.broadcast_seed(self._seed())
-        checkpointer = self._checkpointer(classes, n_rows, resume)
-        if resume and checkpointer is not None:
-            saved = checkpointer.saved_seed()
-            seed = seed if saved is None else saved
+        # Under torchrun, warnings are shown once, by rank 0.
+        with D.warnings_on_main_rank():
+            P.check_parameters(self, self._rules)
+            _check_not_forked_from_cuda(self)
+            device, device_ids = self._resolve_devices()
+            precision = resolve_precision(self.precision, device)
+            columns = self._columns(X)
+            n_rows = len(next(iter(columns.values())))
+            y_encoded, classes = check_labels(y, n_rows)
+            weights = self._row_weights(y_encoded, classes, sample_weight)
+            seed = D.broadcast_seed(self._seed())
+            checkpointer = self._checkpointer(classes, n_rows, resume)
+            if resume and checkpointer is not None:
+                saved = checkpointer.saved_seed()
+                seed = seed if saved is None else saved
 
-        reuse = (
-            self.warm_start
-            and hasattr(self, "model_")
-            and np.array_equal(getattr(self, "classes_", None), classes)
-        )
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            model = self.model_ if reuse else self._build_model(len(classes))
-            use_cache = self.cache_features and not reuse
-            rows = self._encode(
-                model,
-                columns,
-                device=device,
-                precision=precision,
-                use_cache=use_cache,
-                device_ids=device_ids,
+            reuse = (
+                self.warm_start
+                and hasattr(self, "model_")
+                and np.array_equal(getattr(self, "classes_", None), classes)
             )
-            rows.targets, rows.weights = y_encoded, weights
-            train, valid = self._split_validation(rows, y_encoded, seed)
-            all_frozen = len(model.frozen_features()) == len(
-                model.backbone.feature_dims
-            )
-            trainer = self._make_trainer(
-                model, device, seed, all_frozen, device_ids=device_ids
-            )
-            if checkpointer is not None:
-                trainer.callbacks.append(checkpointer)
-            # Checkpoints written during fit must hold the whole token table.
-            compact = checkpointer is None
-            with train_used_embeddings(model, train, valid, enabled=compact):
-                self.history_ = trainer.fit(train, valid)
-        self.model_ = model
-        self.classes_ = classes
-        self.n_iter_ = len(self.history_)
-        self.interrupted_ = trainer.interrupted
-        # The optimizer state and encoded rows die here; give their GPU memory
-        # back so that the next fit of a search starts from an empty cache.
-        del trainer, rows, train, valid
-        _release_device_memory(device)
-        self.tokenizer_ = model.backbone.tokenizer
-        self.image_processor_ = model.backbone.image_processor
-        return self
+            cuda = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)
+                model = self.model_ if reuse else self._build_model(len(classes))
+                use_cache = self.cache_features and not reuse
+                rows = self._encode(
+                    model,
+                    columns,
+                    device=device,
+                    precision=precision,
+                    use_cache=use_cache,
+                    device_ids=device_ids,
+                )
+                rows.targets, rows.weights = y_encoded, weights
+                train, valid = self._split_validation(rows, y_encoded, seed)
+                all_frozen = len(model.frozen_features()) == len(
+                    model.backbone.feature_dims
+                )
+                trainer = self._make_trainer(
+                    model, device, seed, all_frozen, device_ids=device_ids
+                )
+                if checkpointer is not None:
+                    trainer.callbacks.append(checkpointer)
+                # Checkpoints written during fit must hold the whole token table.
+                compact = checkpointer is None
+                with train_used_embeddings(model, train, valid, enabled=compact):
+                    self.history_ = trainer.fit(train, valid)
+            self.model_ = model
+            self.classes_ = classes
+            self.n_iter_ = len(self.history_)
+            self.interrupted_ = trainer.interrupted
+            # The optimizer state and encoded rows die here; give their GPU memory
+            # back so that the next fit of a search starts from an empty cache.
+            del trainer, rows, train, valid
+            _release_device_memory(device)
+            self.tokenizer_ = model.backbone.tokenizer
+            self.image_processor_ = model.backbone.image_processor
+            return self
 
     # --- persistence ---------------------------------------------------------
     def save(self, path):
@@ -441,34 +443,35 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     # --- predict -------------------------------------------------------------
     def _predict_logits(self, X):
-        self._check_fitted()
-        _check_not_forked_from_cuda(self)
-        device, device_ids = self._resolve_devices()
-        precision = resolve_precision(self.precision, device)
-        columns = self._columns(X)
-        self.model_.to(device)
-        # Some backbones draw random numbers even in eval mode (ViLT shuffles its
-        # image patches): a fixed seed keeps predictions reproducible and leaves
-        # the caller's random state alone.
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(0)
-            rows = self._encode(
-                self.model_,
-                columns,
-                device=device,
-                precision=precision,
-                use_cache=self.cache_features and not self.warm_start,
-                device_ids=device_ids,
-            )
-            return predict_logits(
-                self.model_,
-                rows,
-                device=device,
-                precision=precision,
-                batch_size=self.batch_size,
-                device_ids=device_ids,
-            )
+        with D.warnings_on_main_rank():
+            self._check_fitted()
+            _check_not_forked_from_cuda(self)
+            device, device_ids = self._resolve_devices()
+            precision = resolve_precision(self.precision, device)
+            columns = self._columns(X)
+            self.model_.to(device)
+            # Some backbones draw random numbers even in eval mode (ViLT shuffles its
+            # image patches): a fixed seed keeps predictions reproducible and leaves
+            # the caller's random state alone.
+            cuda = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(0)
+                rows = self._encode(
+                    self.model_,
+                    columns,
+                    device=device,
+                    precision=precision,
+                    use_cache=self.cache_features and not self.warm_start,
+                    device_ids=device_ids,
+                )
+                return predict_logits(
+                    self.model_,
+                    rows,
+                    device=device,
+                    precision=precision,
+                    batch_size=self.batch_size,
+                    device_ids=device_ids,
+                )
 
     def predict_proba(self, X):
         """Class probabilities, one column per entry of ``classes_``.

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,13 @@ def worker(out_dir, models):
         clf = make(2).fit(X, y)
         results[name] = _result(clf, X)
         results[name]["shards"] = list(seen)
+    # Texts cut to 4 tokens warn in fit and in predict: on rank 0 only.
+    make = scenarios(models)["plain"][0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = make(2).set_params(max_length=4, epochs=1).fit(TEXTS, LABELS)
+        clf.predict(TEXTS)
+    results["warnings"] = [str(w.message) for w in caught]
     results["group_alive"] = torch.distributed.is_initialized()
     results["world"] = D.get_world_size()
     D.stop_process_group()
@@ -288,6 +296,34 @@ def test_torchrun_only_rank_zero_logs_and_group_lifecycle(launched):
     assert [r["main"] for r in ranks] == [True, False]
     assert all(r["world"] == WORLD for r in ranks)
     assert all(r["group_alive"] and r["group_stopped"] for r in ranks)
+
+
+@pytest.mark.multiprocess
+def test_torchrun_warns_on_rank_zero_only(launched):
+    _, ranks, _ = launched
+    truncated = [m for m in ranks[0]["warnings"] if "were truncated" in m]
+    # One warning from fit and one from predict, each for the rows of TEXTS
+    # longer than 4 tokens.
+    assert len(truncated) == 2
+    assert ranks[1]["warnings"] == []
+
+
+def test_warnings_on_main_rank_reads_the_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, shown in [("0", 1), ("1", 0)]:
+        monkeypatch.setenv("RANK", rank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with D.warnings_on_main_rank():
+                warnings.warn("from a rank", UserWarning)
+        assert len(caught) == shown
+    # The filter is restored on leaving: later warnings show again.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with D.warnings_on_main_rank():
+            pass
+        warnings.warn("after", UserWarning)
+    assert len(caught) == 1
 
 
 # --- single-process helpers ------------------------------------------------------

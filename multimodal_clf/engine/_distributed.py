@@ -17,8 +17,10 @@ Nothing here touches CUDA or the process group at import time.
 """
 
 import atexit
+import contextlib
 import logging
 import os
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -44,6 +46,7 @@ __all__ = [
     "start_process_group",
     "stop_process_group",
     "unwrap",
+    "warnings_on_main_rank",
     "wrap_model",
 ]
 
@@ -91,6 +94,22 @@ def is_main_process():
     ``torchrun`` sets, so that code such as ``save`` can ask at any time.
     """
     return get_rank() == 0
+
+
+@contextlib.contextmanager
+def warnings_on_main_rank():
+    """Silence Python warnings on every rank but the main one.
+
+    Under ``torchrun`` every rank runs the same code on the same data, so each
+    warning would be shown once per rank. Errors are not affected: every rank
+    still raises them.
+    """
+    if is_main_process() or not launched_distributed():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 # --- the process group ----------------------------------------------------------
