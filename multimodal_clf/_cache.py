@@ -57,10 +57,21 @@ def row_key(value, modality, *, image_root=None):
 class FeatureCache:
     """Least-recently-used map of (backbone, feature, row key) -> feature vector.
 
+    Each entry also keeps what computing it cost, in seconds, so that a caller
+    can tell how much work the cache saved it (see ``seconds_saved``).
+
     Parameters
     ----------
     max_bytes : int, default=1 GiB
         Entries are evicted, oldest use first, beyond this many bytes.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Lookups that found, and did not find, their key.
+    seconds_saved : float
+        Sum of the computing cost of every entry served by :meth:`get`: the
+        time the callers would have spent without the cache.
     """
 
     def __init__(self, max_bytes=1 << 30):
@@ -70,6 +81,7 @@ class FeatureCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.seconds_saved = 0.0
 
     def __len__(self):
         return len(self._entries)
@@ -82,27 +94,39 @@ class FeatureCache:
     def get(self, key):
         """Return the vector for ``key`` or None, counting hits and misses."""
         with self._lock:
-            value = self._entries.get(key)
-            if value is None:
+            entry = self._entries.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
+            value, seconds = entry
+            self.seconds_saved += seconds
             return value
 
-    def put(self, key, value):
-        """Store a vector, evicting the least recently used beyond the bound."""
+    def put(self, key, value, seconds=0.0):
+        """Store a vector, evicting the least recently used beyond the bound.
+
+        Parameters
+        ----------
+        key : str
+        value : array-like
+            The feature vector, stored as float32.
+        seconds : float, default=0.0
+            What computing this vector cost; added to ``seconds_saved`` each
+            time :meth:`get` serves it.
+        """
         value = np.ascontiguousarray(value, dtype=np.float32)
         if value.nbytes > self.max_bytes:
             return
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = value
+                self._bytes -= old[0].nbytes
+            self._entries[key] = (value, float(seconds))
             self._bytes += value.nbytes
             while self._bytes > self.max_bytes:
-                _, dropped = self._entries.popitem(last=False)
+                _, (dropped, _) = self._entries.popitem(last=False)
                 self._bytes -= dropped.nbytes
 
     def clear(self):
@@ -111,6 +135,7 @@ class FeatureCache:
             self._entries.clear()
             self._bytes = 0
             self.hits = self.misses = 0
+            self.seconds_saved = 0.0
 
 
 #: The cache every estimator uses when ``cache_features=True``.

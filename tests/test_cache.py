@@ -114,6 +114,32 @@ def test_cache_stays_within_max_bytes():
     assert cache.nbytes <= cache.max_bytes
 
 
+def test_cache_counts_the_seconds_its_hits_saved():
+    cache = FeatureCache()
+    cache.put("a", np.zeros(4), seconds=0.25)
+    cache.put("b", np.ones(4))  # no cost given: saves nothing
+    assert cache.seconds_saved == 0.0
+    cache.get("a"), cache.get("a"), cache.get("b"), cache.get("missing")
+    assert cache.seconds_saved == 0.5
+    cache.put("a", np.zeros(4), seconds=1.0)  # a new cost replaces the old one
+    cache.get("a")
+    assert cache.seconds_saved == 1.5
+    cache.clear()
+    assert cache.seconds_saved == 0.0
+
+
+def test_a_fit_from_the_cache_is_charged_what_computing_cost(pair, pair_data):
+    X, y = pair_data
+    frozen_pair(pair).fit(X, y)
+    assert feature_cache.seconds_saved == 0.0
+    costs = [seconds for _, seconds in feature_cache._entries.values()]
+    # Every row's share of the decoding, preprocessing and forward pass.
+    assert len(costs) == 2 * N_ROWS and min(costs) > 0
+
+    frozen_pair(pair, head_hidden_size=8).fit(X, y)
+    assert feature_cache.seconds_saved == pytest.approx(sum(costs))
+
+
 def test_the_shared_cache_evicts_during_a_fit(pair, pair_data, monkeypatch):
     X, y = pair_data
     width = 32 * 4  # tiny models: 32 float32 per feature

@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
+from multimodal_clf import feature_cache
 from multimodal_clf.research import (
     BootstrapResult,
     Comparison,
@@ -64,6 +65,28 @@ class InterruptedClassifier(ColumnsClassifier):
         if type(self).fits == 3:
             raise KeyboardInterrupt
         return super().fit(X, y)
+
+
+class CachedFeatureClassifier(ColumnsClassifier):
+    """Reads a feature per row through the shared feature cache, as a frozen
+    tower does; computing one (a cache miss) is recorded as costing
+    ``ROW_SECONDS``."""
+
+    ROW_SECONDS = 0.5
+
+    def _features(self, X):
+        for value in X["image"]:
+            key = f"test-feature|{value!r}"
+            if feature_cache.get(key) is None:
+                feature_cache.put(key, np.zeros(2), seconds=self.ROW_SECONDS)
+
+    def fit(self, X, y):
+        self._features(X)
+        return super().fit(X, y)
+
+    def predict_proba(self, X):
+        self._features(X)
+        return super().predict_proba(X)
 
 
 def make_split(image_informative=True, n_train=300, n_test=300, seed=0):
@@ -379,6 +402,37 @@ def test_compare_image_helps(tmp_path):
     )
     assert markdown == result.to_markdown()
     assert (tmp_path / "chart.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_compare_charges_each_run_its_cached_features():
+    X_train, y_train, X_test, y_test = make_split(n_train=40, n_test=20)
+    models = {
+        "text-lr": ColumnsClassifier(modalities=("text",)),
+        "image-first": CachedFeatureClassifier(modalities=("image",)),
+        "fused-second": CachedFeatureClassifier(modalities=("text", "image")),
+    }
+    feature_cache.clear()
+    try:
+        result = compare(
+            models, X_train, y_train, X_test, y_test, n_resamples=10, verbose=0
+        )
+    finally:
+        feature_cache.clear()
+
+    runs = result.runs.set_index(["model", "seed"])
+    cost = CachedFeatureClassifier.ROW_SECONDS
+    # The first run over the tower computed every feature; every later run read
+    # them all and is charged their cost: 40 training and 20 test rows.
+    assert runs.loc[("image-first", 0), "cached_feature_seconds"] == 0.0
+    for name, seed in [("fused-second", 0), ("image-first", 1), ("fused-second", 2)]:
+        assert runs.loc[(name, seed), "cached_feature_seconds"] == 60 * cost
+        assert runs.loc[(name, seed), "fit_seconds"] > 40 * cost
+        assert runs.loc[(name, seed), "predict_seconds"] > 20 * cost
+        assert runs.loc[(name, seed), "fit_samples_per_s"] < 40 / (40 * cost)
+    assert (runs.loc["text-lr", "cached_feature_seconds"] == 0.0).all()
+    assert runs.loc[("text-lr", 0), "fit_seconds"] < 40 * cost
+    summary = result.summary.set_index("model")
+    assert summary.loc["fused-second", "cached_feature_seconds_mean"] == 60 * cost
 
 
 def test_compare_uninformative_image(tmp_path):
