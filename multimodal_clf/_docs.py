@@ -65,7 +65,9 @@ max_length : int, default=None
         Seeds the head's initialisation, dropout, shuffling and the validation
         split. With an int, two CPU fits give identical probabilities.
     verbose : int, default=1
-        Show a progress bar per epoch when positive.
+        When positive, print one line per epoch (losses and seconds) and one
+        when frozen-tower features have been computed, and on a terminal or in
+        a notebook also show progress bars while they run. 0 prints nothing.
     text_column : str, default="text"
         Name of the text column when X is a DataFrame or a list of dicts.
     checkpoint_dir : str or path-like, default=None

@@ -239,6 +239,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 image_root=getattr(self, "image_root", None),
                 max_image_pixels=getattr(self, "max_image_pixels", None),
                 device_ids=device_ids,
+                verbose=int(self.verbose),
             )
         needed = {
             m

@@ -6,6 +6,8 @@ one process that uses the same global batch (per-rank ``batch_size=b`` on two
 ranks against ``batch_size=2b`` here).
 """
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -154,13 +156,17 @@ def worker(out_dir, models):
         clf = make(2).fit(X, y)
         results[name] = _result(clf, X)
         results[name]["shards"] = list(seen)
-    # Texts cut to 4 tokens warn in fit and in predict: on rank 0 only.
+    # Texts cut to 4 tokens warn in fit and in predict, and verbose=1 prints a
+    # line per epoch: on rank 0 only.
     make = scenarios(models)["plain"][0]
+    printed = io.StringIO()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf = make(2).set_params(max_length=4, epochs=1).fit(TEXTS, LABELS)
-        clf.predict(TEXTS)
+        with contextlib.redirect_stderr(printed):
+            clf = make(2).set_params(max_length=4, epochs=1, verbose=1)
+            clf.fit(TEXTS, LABELS).predict(TEXTS)
     results["warnings"] = [str(w.message) for w in caught]
+    results["stderr"] = printed.getvalue()
     results["group_alive"] = torch.distributed.is_initialized()
     results["world"] = D.get_world_size()
     D.stop_process_group()
@@ -291,7 +297,8 @@ def test_torchrun_unseeded_ranks_agree(launched):
 @pytest.mark.multiprocess
 def test_torchrun_only_rank_zero_logs_and_group_lifecycle(launched):
     _, ranks, logs = launched
-    assert "epoch 1:" in logs[0]
+    # The INFO messages of fit (the epoch lines are printed, tested above).
+    assert "take no part in the output" in logs[0]
     assert logs[1] == ""
     assert [r["main"] for r in ranks] == [True, False]
     assert all(r["world"] == WORLD for r in ranks)
@@ -299,13 +306,15 @@ def test_torchrun_only_rank_zero_logs_and_group_lifecycle(launched):
 
 
 @pytest.mark.multiprocess
-def test_torchrun_warns_on_rank_zero_only(launched):
+def test_torchrun_warns_and_prints_on_rank_zero_only(launched):
     _, ranks, _ = launched
     truncated = [m for m in ranks[0]["warnings"] if "were truncated" in m]
     # One warning from fit and one from predict, each for the rows of TEXTS
     # longer than 4 tokens.
     assert len(truncated) == 2
     assert ranks[1]["warnings"] == []
+    assert ranks[0]["stderr"].startswith("epoch 1/1: train_loss=")
+    assert ranks[1]["stderr"] == ""
 
 
 def test_warnings_on_main_rank_reads_the_torchrun_environment(monkeypatch):
@@ -315,14 +324,14 @@ def test_warnings_on_main_rank_reads_the_torchrun_environment(monkeypatch):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with D.warnings_on_main_rank():
-                warnings.warn("from a rank", UserWarning)
+                warnings.warn("from a rank", UserWarning, stacklevel=1)
         assert len(caught) == shown
     # The filter is restored on leaving: later warnings show again.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with D.warnings_on_main_rank():
             pass
-        warnings.warn("after", UserWarning)
+        warnings.warn("after", UserWarning, stacklevel=1)
     assert len(caught) == 1
 
 

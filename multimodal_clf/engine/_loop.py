@@ -6,6 +6,8 @@ that build batches from row indices, and a loss. It knows nothing of text or ima
 
 import logging
 import math
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import autocast, make_scaler, resolve_precision
 from multimodal_clf.engine._predict import predict_logits
+from multimodal_clf.engine._progress import Progress
 from multimodal_clf.exceptions import CheckpointError, NonFiniteLossError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,8 @@ class Trainer:
     seed : int, default=0
         Seeds the shuffling of batches.
     verbose : int, default=0
-        Progress bar when positive.
+        When positive, a progress bar per epoch (on a terminal or in a
+        notebook) and one line per finished epoch, on rank 0.
     callbacks : list, default=()
         Objects with an ``on_epoch_end(trainer, record)`` method, and optionally
         ``on_fit_start(trainer)``, called once everything is set up (where a
@@ -390,11 +394,11 @@ class Trainer:
         k = self.gradient_accumulation_steps
         groups = [batches[i : i + k] for i in range(0, len(batches), k)]
         total = 0.0
-        bar = tqdm(
+        bar = Progress(
             groups,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=self.verbose <= 0 or not self.main,
-            leave=False,
+            unit="step",
+            enabled=self.verbose > 0 and self.main,
         )
         for step, group in enumerate(bar):
             n_rows = sum(
@@ -403,8 +407,19 @@ class Trainer:
             )
             loss = self.train_step(data, group, step)
             total += loss * n_rows
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(f"loss={loss:.4f}")
+        bar.close()
         return total / max(1, len(data))
+
+    def report(self, record, seconds):
+        """Print one line for a finished epoch (rank 0, ``verbose > 0``)."""
+        if self.verbose <= 0 or not self.main:
+            return
+        values = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
+        tqdm.write(
+            f"epoch {record['epoch']}/{self.epochs}: {values} ({seconds:.1f} s)",
+            file=sys.stderr,
+        )
 
     def predict_logits(self, data):
         """Logits for every row, in row order."""
@@ -537,6 +552,7 @@ class Trainer:
                 callback.on_fit_start(self)
         try:
             while self.epoch < self.epochs and not self.stopped:
+                start = time.perf_counter()
                 record = {
                     "epoch": self.epoch + 1,
                     "train_loss": self.train_epoch(train),
@@ -544,15 +560,23 @@ class Trainer:
                 if valid is not None and len(valid):
                     record.update(self.evaluate(valid))
                 self.history.append(record)
+                self.report(record, time.perf_counter() - start)
                 if self.main:
-                    logger.info("epoch %d: %s", self.epoch + 1, record)
+                    logger.debug("epoch %d: %s", self.epoch + 1, record)
                 self.epoch += 1
                 self.stopped = self.should_stop(record)
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
                 if self.stopped:
                     if self.main:
-                        logger.info("early stopping after epoch %d", self.epoch)
+                        logger.debug("early stopping after epoch %d", self.epoch)
+                    if self.verbose > 0 and self.main:
+                        tqdm.write(
+                            f"early stopping after epoch {self.epoch}: no better "
+                            f"valid_loss than {self.best_loss:.4f} for "
+                            f"{self.patience} epochs",
+                            file=sys.stderr,
+                        )
                     break
         except KeyboardInterrupt:
             self.interrupted = True

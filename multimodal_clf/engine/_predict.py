@@ -5,10 +5,13 @@ import torch
 
 from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._precision import autocast
+from multimodal_clf.engine._progress import Progress
 
 
 @torch.inference_mode()
-def predict_logits(module, data, *, device, precision, batch_size, device_ids=None):
+def predict_logits(
+    module, data, *, device, precision, batch_size, device_ids=None, progress=None
+):
     """Float32 logits for every row of ``data``, in row order.
 
     Rows are batched longest first so that each batch pads little; the results are
@@ -25,6 +28,9 @@ def predict_logits(module, data, *, device, precision, batch_size, device_ids=No
     batch_size : int
     device_ids : list of int, optional
         Several GPUs to spread each batch over (DataParallel).
+    progress : str, optional
+        When given, the name of a progress bar over the batches (rank 0 only),
+        and of a line printed at the end.
 
     Returns
     -------
@@ -52,12 +58,17 @@ def predict_logits(module, data, *, device, precision, batch_size, device_ids=No
         # row order[0] so that it can still tell the output width.
         width = -(-len(order) // world)
         padded = np.concatenate([share, np.repeat(order[:1], width - len(share))])
-        local = _run(runner, data, padded, device, precision, batch_size)
+        bar = _bar(progress, len(padded), batch_size, D.is_main_process())
+        local = _run(runner, data, padded, device, precision, batch_size, bar=bar)
         out = None
         if local is not None:
             out = D.all_gather_rows(local, order, len(data))
     else:
-        out = _run(runner, data, order, device, precision, batch_size, scatter=True)
+        bar = _bar(progress, len(order), batch_size, True)
+        out = _run(
+            runner, data, order, device, precision, batch_size, scatter=True, bar=bar
+        )
+    bar.close(f"{len(data)} rows")
     module.train(was_training)
     if out is None:
         return torch.empty((0, 0), dtype=torch.float32)
@@ -65,11 +76,20 @@ def predict_logits(module, data, *, device, precision, batch_size, device_ids=No
     return out
 
 
-def _run(module, data, order, device, precision, batch_size, *, scatter=False):
+def _bar(name, n_rows, batch_size, main):
+    return Progress(
+        desc=name or "predict",
+        total=-(-n_rows // batch_size),
+        unit="batch",
+        enabled=name is not None and main,
+    )
+
+
+def _run(module, data, order, device, precision, batch_size, *, bar, scatter=False):
     """Outputs for the rows ``order`` (None for no rows).
 
     Stacked in that order, or with ``scatter=True`` put back at the row positions
-    that ``order`` names.
+    that ``order`` names. ``bar`` advances by one per batch.
     """
     out = None
     non_blocking = device.type == "cuda"
@@ -86,6 +106,7 @@ def _run(module, data, order, device, precision, batch_size, *, scatter=False):
             out = torch.empty((len(order), *values.shape[1:]), dtype=torch.float32)
         rows = indices if scatter else np.arange(start, start + len(indices))
         out[torch.as_tensor(rows)] = values
+        bar.update()
     return out
 
 

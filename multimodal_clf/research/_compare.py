@@ -3,6 +3,7 @@
 import logging
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -11,6 +12,7 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from multimodal_clf._cache import feature_cache
+from multimodal_clf.engine._progress import Progress
 from multimodal_clf.research._measure import measure
 from multimodal_clf.research._report import Comparison
 from multimodal_clf.research._stats import (
@@ -105,7 +107,8 @@ def compare(
     dataset_name : str, default="dataset"
         Name used in the verdict and the report.
     verbose : int, default=1
-        0 is silent; 1 or more shows a progress bar over the runs.
+        0 is silent; 1 or more prints a line per finished run and, on a
+        terminal or in a notebook, shows a progress bar over the runs.
 
     Returns
     -------
@@ -168,15 +171,23 @@ def compare(
 
     plan = [(name, seed) for seed in seeds for name in models]
     log = _RunLog(dataset_name, primary, kinds, np.asarray(y_test), len(plan))
-    progress = tqdm(total=len(plan), disable=not verbose, unit="run", desc="compare")
+    progress = Progress(
+        desc="compare", total=len(plan), unit="run", enabled=bool(verbose)
+    )
     try:
-        for name, seed in plan:
-            progress.set_postfix_str(f"{name}, seed {seed}")
+        for number, (name, seed) in enumerate(plan, start=1):
+            progress.set_postfix(f"{name}, seed {seed}")
             classes, proba, record = _fit_and_predict(
                 models[name], seed, X_train, y_train, X_test, n_train, n_test
             )
-            log.add(name, seed, classes, proba, record)
+            score = log.add(name, seed, classes, proba, record)
             progress.update()
+            if verbose:
+                tqdm.write(
+                    f"compare {number}/{len(plan)}: {name}, seed {seed}: "
+                    f"{primary}={score:.4f}, fit {record['fit_seconds']:.1f} s",
+                    file=sys.stderr,
+                )
             if output_dir is not None:
                 log.build().save(output_dir)
     except KeyboardInterrupt:
@@ -251,7 +262,7 @@ class _RunLog:
         self.undefined_metrics = set()
 
     def add(self, name, seed, classes, proba, record):
-        """Check and score one finished run, then keep it."""
+        """Check and score one finished run, keep it; return its primary score."""
         self._check_classes(name, seed, classes)
         proba = np.asarray(proba, dtype=float)
         expected = (self.y_encoded.shape[0], self.classes.shape[0])
@@ -266,14 +277,8 @@ class _RunLog:
         row = {"model": name, "kind": self.kinds[name], "seed": seed}
         self.records.append({**row, **scores, **record})
         self.probabilities.setdefault(name, []).append(proba)
-        logger.info(
-            "%s, seed %d: %s=%.4f, fit %.1f s",
-            name,
-            seed,
-            self.metric,
-            scores[self.metric],
-            record["fit_seconds"],
-        )
+        logger.debug("%s, seed %d: %s", name, seed, scores)
+        return scores[self.metric]
 
     def _check_classes(self, name, seed, classes):
         if self.classes is None:
