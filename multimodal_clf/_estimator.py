@@ -313,7 +313,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             "classes": classes.tolist(),
             "n_rows": n_rows,
         }
-        return CheckpointCallback(self.checkpoint_dir, resume=resume, metadata=metadata)
+        callback = CheckpointCallback(
+            self.checkpoint_dir, resume=resume, metadata=metadata
+        )
+        callback.prepare()
+        return callback
 
     def fit(self, X, y, sample_weight=None, *, resume=False):
         """Fine-tune the backbone and a classification head on (X, y).

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from multimodal_clf._version import __version__
+from multimodal_clf.engine import _distributed as D
 from multimodal_clf.engine._checkpoint import (
     atomic_folder,
     from_json,
@@ -108,6 +109,14 @@ def save(estimator, path):
         When a parameter or the labels cannot be stored as JSON.
     FileExistsError
         When ``path`` exists and is not a saved estimator or an empty folder.
+    OSError
+        When the folder cannot be written (a parent is a file, permissions,
+        free space); an earlier save at ``path`` is then left as it was.
+
+    Notes
+    -----
+    Under ``torchrun`` only rank 0 writes; every rank returns once the folder
+    is complete, so any rank may load it next (on a file system they share).
     """
     if not hasattr(estimator, "model_"):
         raise NotFittedError(
@@ -130,8 +139,16 @@ def save(estimator, path):
         },
         "versions": _versions(),
     }
+    # Under torchrun every rank holds the same model: rank 0 writes it once, and
+    # the other ranks return when the folder is complete.
+    D.on_main_process("saving", _write_folder, path, model, manifest)
+    return path
+
+
+def _write_folder(path, model, manifest):
     parts = model.backbone.pretrained_parts()
-    with atomic_folder(path, marker=MANIFEST) as folder:
+    purpose = f"save to {path}"
+    with atomic_folder(path, marker=MANIFEST, purpose=purpose) as folder:
         files = {}
         for side, (config, preprocessors) in parts.items():
             part = folder / _PART_FOLDERS[side]
@@ -150,8 +167,7 @@ def save(estimator, path):
         manifest["weights"] = {"file": WEIGHTS, "aliases": aliases}
         # Written last: a folder with a manifest is complete.
         write_json(folder / MANIFEST, manifest)
-    logger.info("saved %s to %s", type(estimator).__name__, path)
-    return path
+    logger.info("saved %s to %s", manifest["estimator"], path)
 
 
 def _saved_spec(parts):
@@ -486,5 +502,6 @@ def load(path, *, device=None, estimator_class=None):
             setattr(estimator, name, fitted[name])
     estimator.tokenizer_ = model.backbone.tokenizer
     estimator.image_processor_ = model.backbone.image_processor
-    logger.info("loaded %s from %s", cls.__name__, folder)
+    if D.is_main_process():
+        logger.info("loaded %s from %s", cls.__name__, folder)
     return estimator

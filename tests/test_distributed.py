@@ -167,6 +167,30 @@ def worker(out_dir, models):
             clf.fit(TEXTS, LABELS).predict(TEXTS)
     results["warnings"] = [str(w.message) for w in caught]
     results["stderr"] = printed.getvalue()
+
+    # Checkpoints and a saved model are written once, by rank 0; every rank can
+    # load the model as soon as save returns.
+    from multimodal_clf import persistence
+    from multimodal_clf.engine import _checkpoint
+
+    writes = []
+
+    def counting(module, name):
+        write = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            writes.append(name)
+            return write(*args, **kwargs)
+
+        setattr(module, name, counted)
+
+    counting(_checkpoint, "write_checkpoint")
+    counting(persistence, "_write_folder")
+    clf = make(2).set_params(checkpoint_dir=out_dir / "checkpoints").fit(TEXTS, LABELS)
+    clf.save(out_dir / "saved")
+    results["writes"] = writes
+    results["saved_proba"] = clf.predict_proba(TEXTS)
+    results["loaded_proba"] = type(clf).load(out_dir / "saved").predict_proba(TEXTS)
     results["group_alive"] = torch.distributed.is_initialized()
     results["world"] = D.get_world_size()
     D.stop_process_group()
@@ -315,6 +339,15 @@ def test_torchrun_warns_and_prints_on_rank_zero_only(launched):
     assert ranks[1]["warnings"] == []
     assert ranks[0]["stderr"].startswith("epoch 1/1: train_loss=")
     assert ranks[1]["stderr"] == ""
+
+
+@pytest.mark.multiprocess
+def test_torchrun_writes_checkpoints_and_saves_once(launched):
+    _, ranks, _ = launched
+    assert ranks[0]["writes"] == ["write_checkpoint"] * 2 + ["_write_folder"]
+    assert ranks[1]["writes"] == []
+    for result in ranks:
+        np.testing.assert_array_equal(result["loaded_proba"], result["saved_proba"])
 
 
 def test_warnings_on_main_rank_reads_the_torchrun_environment(monkeypatch):

@@ -1,6 +1,7 @@
 """Saving, loading, pickling and checkpointing fitted estimators."""
 
 import copy
+import errno
 import json
 import os
 import pickle
@@ -485,13 +486,21 @@ def test_failed_save_leaves_the_earlier_save_intact(
     second = text_clf(bert, epochs=3, learning_rate=1e-3).fit(X, y)
     assert np.abs(second.predict_proba(X) - first.predict_proba(X)).max() > 1e-3
 
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+    def broken(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(persistence_module, "save_tensors", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError) as raised:
         second.save(tmp_path / "model")
     monkeypatch.undo()
+    # The target and the reason, not the temporary folder that was removed.
+    assert raised.value.errno == errno.ENOSPC
+    assert str(raised.value) == (
+        f"[Errno {errno.ENOSPC}] cannot save to {tmp_path / 'model'}: writing "
+        f"failed (No space left on device); nothing was changed at "
+        f"{tmp_path / 'model'}. Check the free space and the permissions of its "
+        "folder."
+    )
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert saved_files(tmp_path / "model") == before
@@ -511,6 +520,27 @@ def test_save_never_replaces_a_folder_of_other_files(fitted_text, tmp_path):
     (tmp_path / "empty").mkdir()
     fitted_text.save(tmp_path / "empty")
     assert (tmp_path / "empty" / "multimodal_clf.json").is_file()
+
+
+def test_save_under_a_file_names_the_file(fitted_text, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    target = tmp_path / "notes.txt" / "runs" / "model"
+    with pytest.raises(NotADirectoryError) as raised:
+        fitted_text.save(target)
+    assert str(raised.value) == (
+        f"[Errno {errno.ENOTDIR}] cannot save to {target}: "
+        f"{tmp_path / 'notes.txt'} is a file, not a folder. Choose another path."
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_save_where_no_folder_can_be_made(fitted_text, tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(PermissionError, match=r"creating the folder .* failed"):
+        fitted_text.save(tmp_path / "new" / "model")
 
 
 # --- pickle and joblib ----------------------------------------------------------------
@@ -689,6 +719,45 @@ def test_tampered_checkpoints_are_refused(bert, text_data, tmp_path):
     state_path.write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match=r"malformed tagged value '\$pickle'"):
         text_clf(bert, checkpoint_dir=tmp_path).fit(X, y, resume=True)
+
+
+def test_a_bad_checkpoint_dir_fails_before_training(
+    bert, text_data, tmp_path, monkeypatch
+):
+    X, y = text_data
+    (tmp_path / "taken").write_text("a file")
+
+    def train(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(Trainer, "fit", train)
+    for path in (tmp_path / "taken", tmp_path / "taken" / "checkpoints"):
+        clf = text_clf(bert, checkpoint_dir=path)
+        with pytest.raises(NotADirectoryError) as raised:
+            clf.fit(X, y)
+        assert str(raised.value) == (
+            f"[Errno {errno.ENOTDIR}] cannot use checkpoint_dir={str(path)!r}: "
+            f"{tmp_path / 'taken'} is a file, not a folder. Choose another path."
+        )
+
+
+def test_a_checkpoint_dir_that_refuses_files_fails_before_training(
+    bert, text_data, tmp_path, monkeypatch
+):
+    X, y = text_data
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("tempfile.TemporaryFile", refuse)
+    with pytest.raises(PermissionError) as raised:
+        text_clf(bert, checkpoint_dir=tmp_path).fit(X, y)
+    assert str(raised.value) == (
+        f"[Errno {errno.EACCES}] cannot use checkpoint_dir={str(tmp_path)!r}: no "
+        "file can be written there (Permission denied). Choose a folder this "
+        "process can write to."
+    )
 
 
 def test_checkpoint_state_is_json_and_safetensors(bert, text_data, tmp_path):

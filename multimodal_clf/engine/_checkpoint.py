@@ -12,12 +12,14 @@ place once complete, so an interrupted write never damages an earlier one.
 """
 
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
 import re
 import shutil
+import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from multimodal_clf._version import __version__
+from multimodal_clf.engine import _distributed as D
 from multimodal_clf.exceptions import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ __all__ = [
     "atomic_folder",
     "from_json",
     "load_tensors",
+    "make_folder",
     "read_json",
     "save_tensors",
     "to_json",
@@ -343,8 +347,53 @@ def _fsync_tree(folder):
         _fsync(root)
 
 
+def make_folder(path, *, purpose):
+    """Create the folder ``path`` and its parents, or raise a clear OSError.
+
+    Parameters
+    ----------
+    path : path-like
+    purpose : str
+        What the folder is for, completing "cannot ...", for example
+        ``"save to /runs/model"``.
+
+    Raises
+    ------
+    NotADirectoryError
+        When ``path`` or one of its parents is a file.
+    OSError
+        When the folder cannot be created (permissions, a read-only disk, ...).
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR,
+                    f"cannot {purpose}: {folder} is a file, not a folder. Choose "
+                    "another path.",
+                )
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _os_error(
+            error,
+            f"cannot {purpose}: creating the folder {path} failed "
+            f"({error.strerror or error}). Choose a folder this process can "
+            "write to.",
+        ) from error
+
+
+def _os_error(error, message):
+    """An OSError of the same kind as ``error`` (same errno) with ``message``."""
+    if error.errno is None:
+        return OSError(message)
+    return OSError(error.errno, message)  # the subclass that errno maps to
+
+
 @contextlib.contextmanager
-def atomic_folder(target, *, marker=None):
+def atomic_folder(target, *, marker=None, purpose=None):
     """Yield a fresh folder beside ``target`` that replaces it once complete.
 
     When the ``with`` block raises, the new folder is removed and ``target`` is
@@ -357,13 +406,20 @@ def atomic_folder(target, *, marker=None):
         A file name that an existing ``target`` must hold to be replaced, so that
         a folder of other files is never deleted. Without it, an existing
         non-empty ``target`` is never replaced.
+    purpose : str, optional
+        What is being written, completing "cannot ..." in errors; by default
+        ``"write <target>"``.
 
     Raises
     ------
     FileExistsError
         When ``target`` exists and may not be replaced.
+    OSError
+        When the folder cannot be written, with ``target`` and the reason (not
+        the temporary folder's name) in the message; ``target`` is unchanged.
     """
     target = Path(target)
+    purpose = purpose or f"write {target}"
     if target.exists() and not _replaceable(target, marker):
         raise FileExistsError(
             f"{target} already exists and is not "
@@ -374,14 +430,22 @@ def atomic_folder(target, *, marker=None):
             )
             + "; it is left untouched. Choose another path or remove it first."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, purpose=purpose)
     tag = uuid.uuid4().hex[:12]
     scratch = target.with_name(f".{target.name}.tmp-{tag}")
-    scratch.mkdir()
     try:
+        scratch.mkdir()
         yield scratch
         _fsync_tree(scratch)
         _swap_in(scratch, target, tag)
+    except OSError as error:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise _os_error(
+            error,
+            f"cannot {purpose}: writing failed ({error.strerror or error}); "
+            f"nothing was changed at {target}. Check the free space and the "
+            "permissions of its folder.",
+        ) from error
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -416,7 +480,8 @@ def write_checkpoint(directory, name, state, metadata):
     directory = Path(directory)
     tensors = {}
     tree = to_json(state, where="state", tensors=tensors)
-    with atomic_folder(directory / name, marker=_STATE) as folder:
+    purpose = f"write a checkpoint to {directory}"
+    with atomic_folder(directory / name, marker=_STATE, purpose=purpose) as folder:
         aliases = save_tensors(folder / _TENSORS, tensors)
         write_json(
             folder / _STATE,
@@ -521,6 +586,27 @@ class CheckpointCallback:
         self.metadata = dict(metadata or {})
         self.resumed_from = None
 
+    def prepare(self):
+        """Create the folder now, so that a bad path fails before training.
+
+        Raises
+        ------
+        OSError
+            When ``checkpoint_dir`` is a file or cannot be created.
+        """
+        purpose = f"use checkpoint_dir={str(self.directory)!r}"
+        make_folder(self.directory, purpose=purpose)
+        try:  # a folder that exists may still refuse new files
+            with tempfile.TemporaryFile(dir=self.directory):
+                pass
+        except OSError as error:
+            raise _os_error(
+                error,
+                f"cannot {purpose}: no file can be written there "
+                f"({error.strerror or error}). Choose a folder this process can "
+                "write to.",
+            ) from error
+
     def saved_seed(self):
         """The seed of the run in the folder, or None when there is none."""
         found = read_checkpoint(self.directory, tensors=False)
@@ -572,5 +658,12 @@ class CheckpointCallback:
     def on_epoch_end(self, trainer, record):
         """Write the state after this epoch, then drop the previous one."""
         name = f"epoch-{trainer.epoch:04d}"
-        write_checkpoint(self.directory, name, trainer.state_dict(), self.metadata)
+        D.on_main_process(
+            "writing a checkpoint",
+            write_checkpoint,
+            self.directory,
+            name,
+            trainer.state_dict(),
+            self.metadata,
+        )
         logger.debug("checkpoint written to %s", self.directory / name)

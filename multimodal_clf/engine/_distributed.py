@@ -42,6 +42,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "launched_distributed",
+    "on_main_process",
     "shard_batches",
     "start_process_group",
     "stop_process_group",
@@ -205,6 +206,39 @@ def any_rank(flag):
     tensor = torch.tensor([1 if flag else 0], device=_comm_device())
     torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
     return bool(tensor.item())
+
+
+def on_main_process(what, function, *args, **kwargs):
+    """Run ``function`` on rank 0 only; every rank returns once it has finished.
+
+    Used for writing files (a saved model, a checkpoint) once. Under a process
+    group the other ranks wait for rank 0 and raise as well when it fails, so
+    that no rank goes on (or waits forever in the next collective) after a
+    failed write.
+
+    Parameters
+    ----------
+    what : str
+        What ``function`` does, for the error on the other ranks.
+    function : callable
+
+    Returns
+    -------
+    What ``function`` returned on rank 0; None on the other ranks.
+    """
+    if not is_distributed():
+        return function(*args, **kwargs) if is_main_process() else None
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = function(*args, **kwargs)
+        except Exception as caught:  # re-raised below, after the other ranks know
+            error = caught
+    if any_rank(error is not None):
+        if error is not None:
+            raise error
+        raise RuntimeError(f"{what} failed on rank 0; its error says why.")
+    return result
 
 
 def check_same_count(n_rows, what):
