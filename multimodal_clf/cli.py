@@ -606,7 +606,29 @@ def _prepare(args):
         len(evaluation),
         eval_split,
     )
+    _check_eval_labels(train, evaluation, args)
     return train, evaluation, eval_split
+
+
+def _check_eval_labels(train, evaluation, args):
+    """Refuse, before any training, evaluation labels that training lacks."""
+    seen = set(_labels(train).tolist())
+    unseen = sorted({str(v) for v in _labels(evaluation).tolist() if v not in seen})
+    if not unseen:
+        return
+    shown = ", ".join(unseen[:5])
+    if len(unseen) > 5:
+        shown += f" (and {len(unseen) - 5} more)"
+    fix = (
+        f"--max-rows {args.max_rows} kept too few training rows to hold every "
+        "class: raise it"
+        if args.max_rows is not None
+        else "every evaluation label must appear in the training data"
+    )
+    raise CommandError(
+        f"the evaluation split holds labels that the training split lacks: {shown}; "
+        f"nothing was trained. A model cannot predict a class it never saw: {fix}."
+    )
 
 
 # --------------------------------------------------------------------------

@@ -684,6 +684,48 @@ def test_estimator_errors_exit_2(tmp_path, csv_data, bert, capsys):
     assert "no column 'caption' (text_column)" in err
 
 
+def test_eval_labels_missing_from_training_fail_before_training(
+    tmp_path, csv_data, bert, capsys, monkeypatch
+):
+    from multimodal_clf.engine import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("trained"))
+    train, test = csv_data
+    frame = pd.read_csv(test)
+    frame.loc[[1, 3], "label"] = ["zzz_new", "aaa_new"]
+    frame.to_csv(test, index=False)
+    code = run_cli(
+        "train", "--model", "tb", "--model-path", f"tb={bert}",
+        "--output", tmp_path / "out", *FAST, *csv_args(csv_data),
+    )  # fmt: skip
+    assert code == 2
+    assert error_line(capsys) == (
+        "multimodal-clf train: error: the evaluation split holds labels that the "
+        "training split lacks: aaa_new, zzz_new; nothing was trained. A model "
+        "cannot predict a class it never saw: every evaluation label must appear "
+        "in the training data."
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_rows_too_few_for_the_classes_says_so(tmp_path, bert, capsys):
+    code = run_cli(
+        "compare", "--models", "tb", "--model-path", f"tb={bert}",
+        "--dataset", "clipart_mini", "--max-rows", "3", "--seeds", "1",
+        "--output", tmp_path / "out", *FAST,
+    )  # fmt: skip
+    assert code == 2
+    line = error_line(capsys)
+    assert line.startswith(
+        "multimodal-clf compare: error: the evaluation split holds labels that the "
+        "training split lacks: "
+    )
+    assert line.endswith(
+        "nothing was trained. A model cannot predict a class it never saw: "
+        "--max-rows 3 kept too few training rows to hold every class: raise it."
+    )
+
+
 def test_output_that_is_a_file_fails_before_training(tmp_path, capsys):
     from multimodal_clf import cli
 
