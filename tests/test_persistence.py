@@ -698,6 +698,19 @@ def test_resume_refuses_another_run(bert, text_data, tmp_path):
         text_clf(bert, checkpoint_dir=tmp_path, batch_size=2).fit(X, y, resume=True)
 
 
+def test_resume_names_the_classes_that_differ(bert, text_data, tmp_path):
+    X, _ = text_data
+    labels = ["animals", "computer", "food", "geography", "people", "recreation"]
+    text_clf(bert, epochs=1, checkpoint_dir=tmp_path).fit(X, labels + labels[:2])
+    other = ["signs_and_symbols" if y == "people" else y for y in labels + labels[:2]]
+    with pytest.raises(CheckpointError) as raised:
+        text_clf(bert, checkpoint_dir=tmp_path).fit(X, other, resume=True)
+    assert (
+        "belongs to another run: its classes differ: only the checkpoint has "
+        "['people']; only this run has ['signs_and_symbols']. Resume with"
+    ) in str(raised.value)
+
+
 def test_tampered_checkpoints_are_refused(bert, text_data, tmp_path):
     X, y = text_data
     text_clf(bert, checkpoint_dir=tmp_path).fit(X, y)

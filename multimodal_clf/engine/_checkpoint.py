@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 import shutil
 import tempfile
 import uuid
@@ -561,6 +562,22 @@ def _check_format(info, path):
         )
 
 
+def _difference(key, saved, value):
+    """What differs between the checkpoint's ``key`` and this run's, in words."""
+    if isinstance(saved, list) and isinstance(value, list):
+        only_saved = [item for item in saved if item not in value]
+        only_here = [item for item in value if item not in saved]
+        if not only_saved and not only_here:
+            return f"its {key} are the same but in another order"
+        parts = []
+        if only_saved:
+            parts.append(f"only the checkpoint has {reprlib.repr(only_saved)}")
+        if only_here:
+            parts.append(f"only this run has {reprlib.repr(only_here)}")
+        return f"its {key} differ: " + "; ".join(parts)
+    return f"its {key} is {reprlib.repr(saved)}, this run's is {reprlib.repr(value)}"
+
+
 class CheckpointCallback:
     """Save the trainer's whole state after every epoch; optionally resume first.
 
@@ -638,9 +655,9 @@ class CheckpointCallback:
             if to_json(saved) != to_json(value):
                 raise CheckpointError(
                     f"the checkpoint in {str(self.directory)!r} belongs to another "
-                    f"run: its {key} is {saved!r:.80}, this run's is {value!r:.80}. "
-                    "Resume with the same data and settings, or use another "
-                    "checkpoint_dir (or resume=False) to start again."
+                    f"run: {_difference(key, saved, value)}. Resume with the same "
+                    "data and settings, or use another checkpoint_dir (or "
+                    "resume=False) to start again."
                 )
         try:
             trainer.load_state_dict(found["state"])
