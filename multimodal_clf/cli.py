@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import textwrap
+import warnings
 from pathlib import Path
 
 from multimodal_clf._aliases import (
@@ -172,7 +173,7 @@ def _add_model_options(parser):
         type=_freeze,
         metavar="PARTS",
         help="freeze part of the backbone: a number of layers, or comma-separated "
-        "towers (text, image) or parameter prefixes; a tower a model lacks is "
+        "towers (text, image, joint) or parameter prefixes; a tower a model lacks is "
         "skipped for that model (so --freeze image leaves text models alone)",
     )
     group.add_argument(
@@ -712,6 +713,22 @@ def _output_folder(text):
     return output
 
 
+def _check_output_file(text):
+    """Refuse, before any work, an ``--output`` file that cannot be written."""
+    output = Path(text).expanduser()
+    if output.is_dir():
+        raise CommandError(
+            f"--output {text} is a folder; pass a file path, or - for stdout."
+        )
+    parent = output.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise CommandError(
+            f"--output {text} cannot be written: {parent} is not a writable folder."
+        )
+
+
 def _train(args):
     from multimodal_clf.research import measure
     from multimodal_clf.research._report import _jsonable
@@ -801,6 +818,8 @@ def _predict(args):
     folder = Path(args.model_dir)
     if not folder.is_dir():
         raise CommandError(f"--model-dir {args.model_dir}: folder does not exist.")
+    if args.output != "-":
+        _check_output_file(args.output)
     if (folder / "model").is_dir():
         folder = folder / "model"
     estimator = load(folder)
@@ -895,7 +914,14 @@ def _configure_logging(verbose):
 
     hub_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
+    # Warnings become log lines of their own: "WARNING: UserWarning: ...",
+    # without the source file and line of code that Python's format adds.
     logging.captureWarnings(True)
+    warnings.formatwarning = _format_warning
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"{category.__name__}: {message}"
 
 
 def main(argv=None):

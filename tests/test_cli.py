@@ -4,6 +4,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,10 @@ FAST = ["--epochs", "1", "--batch-size", "4", "--quiet"]
 @pytest.fixture(autouse=True)
 def _restore_warnings():
     """main() routes warnings to logging, as a command should; undo it."""
+    formatwarning = warnings.formatwarning
     yield
     logging.captureWarnings(False)
+    warnings.formatwarning = formatwarning
 
 
 # --------------------------------------------------------------------------
@@ -96,7 +99,13 @@ def test_help_of_every_command(command, capsys):
     assert out.startswith(f"usage: multimodal-clf {' '.join(command)}".rstrip())
     expected = {
         (): ["train", "predict", "compare", "bert-base-uncased"],
-        ("train",): ["--model", "--dataset", "--max-rows", "MODEL[:MODALITIES]"],
+        ("train",): [
+            "--model",
+            "--dataset",
+            "--max-rows",
+            "MODEL[:MODALITIES]",
+            "joint",
+        ],
         ("predict",): ["--model-dir", "--input", "proba_<class>"],
         ("compare",): ["--models", "--seeds", "verdict.txt", "--model-path"],
     }[tuple(command)]
@@ -446,6 +455,33 @@ def test_train_then_predict_round_trip(tmp_path, csv_data, clip):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     chosen = np.where(proba[:, 1] > proba[:, 0], "pos", "neg")
     assert predictions["prediction"].tolist() == chosen.tolist()
+
+
+def test_predict_to_a_folder_fails_before_loading(tmp_path, capsys, monkeypatch):
+    import multimodal_clf as package
+
+    monkeypatch.setattr(package, "load", lambda *a: pytest.fail("loaded"))
+    (tmp_path / "run").mkdir()
+    code = run_cli(
+        "predict", "--model-dir", tmp_path / "run", "--input", tmp_path / "x.csv",
+        "--output", tmp_path,
+    )  # fmt: skip
+    assert code == 2
+    assert error_line(capsys) == (
+        f"multimodal-clf predict: error: --output {tmp_path} is a folder; pass a "
+        "file path, or - for stdout."
+    )
+
+
+def test_warnings_are_one_plain_log_line(caplog):
+    from multimodal_clf import cli
+
+    cli._configure_logging(False)
+    with caplog.at_level(logging.WARNING):
+        warnings.warn("36 of 50 resamples were skipped", UserWarning, stacklevel=1)
+    (record,) = caplog.records
+    assert record.name == "py.warnings"
+    assert record.getMessage() == "UserWarning: 36 of 50 resamples were skipped"
 
 
 def test_predict_without_saving_support_or_model(tmp_path, capsys):
