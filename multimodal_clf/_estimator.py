@@ -205,13 +205,26 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 saved_backbone, self._modalities(), from_config=True
             )
         backbone.set_max_length(self.max_length)
-        freeze_parameters(backbone, True if self.freeze_backbone else self.freeze)
+        # Loading a saved model rebuilds it quietly: fit has warned already.
+        fitting = saved_backbone is None
+        freeze_parameters(
+            backbone, True if self.freeze_backbone else self.freeze, warn=fitting
+        )
         if self.gradient_checkpointing:
             backbone.enable_gradient_checkpointing()
         options = self._head_options()
-        head = make_head(
-            options.pop("fusion"), backbone.feature_dims, n_classes, **options
-        )
+        fusion = options.pop("fusion")
+        if fitting and fusion != "concat" and len(backbone.feature_dims) == 1:
+            (feature,) = backbone.feature_dims
+            warnings.warn(
+                f"fusion={fusion!r} has nothing to fuse: this {backbone.family} "
+                f"backbone with modalities={self._modalities()!r} gives the head "
+                f"the single feature {feature!r}. The head reads it alone; leave "
+                "fusion at its default, 'concat'.",
+                UserWarning,
+                stacklevel=3,
+            )
+        head = make_head(fusion, backbone.feature_dims, n_classes, **options)
         return ClassifierModel(backbone, head)
 
     def _resolve_devices(self):

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ def compute_frozen_features(
     return FeatureColumn(torch.from_numpy(np.stack(values)), name)
 
 
-def freeze_parameters(backbone, freeze):
+def freeze_parameters(backbone, freeze, *, warn=True):
     """Set ``requires_grad=False`` on the parts of a backbone that ``freeze`` names.
 
     Parameters
@@ -156,6 +157,8 @@ def freeze_parameters(backbone, freeze):
         ``True``: everything. An int ``n``: the embeddings and the first ``n``
         layers of every tower. A str or list: parameter-name prefixes, where
         ``"text"`` and ``"image"`` name whole towers.
+    warn : bool, default=True
+        Warn when ``freeze=n`` exceeds the layers of a tower.
 
     Returns
     -------
@@ -169,8 +172,11 @@ def freeze_parameters(backbone, freeze):
     if freeze is True:
         chosen = set(params)
     elif isinstance(freeze, int):
-        for modules in backbone.towers().values():
-            chosen |= _first_layers(backbone, modules, freeze)
+        for tower, modules in backbone.towers().items():
+            names, n_layers = _first_layers(backbone, modules, freeze)
+            chosen |= names
+            if warn and freeze > n_layers:
+                _warn_few_layers(freeze, tower, n_layers)
     else:
         prefixes = [freeze] if isinstance(freeze, str) else list(freeze)
         towers = backbone.towers()
@@ -197,18 +203,39 @@ def freeze_parameters(backbone, freeze):
 
 
 def _first_layers(backbone, modules, n_layers):
-    """Names of the embedding and first ``n_layers`` layer parameters."""
+    """Names of the embedding and first ``n_layers`` layer parameters, and the
+    length of the longest layer list found."""
     ids = {id(p): n for n, p in backbone.named_parameters()}
     chosen = set()
+    longest = 0
     for module in modules:
         for name, child in module.named_modules():
             leaf = name.rsplit(".", 1)[-1]
             if "embedding" in leaf:
                 chosen |= {ids[id(p)] for p in child.parameters()}
             if isinstance(child, nn.ModuleList) and leaf in ("layer", "layers"):
+                longest = max(longest, len(child))
                 for layer in list(child)[:n_layers]:
                     chosen |= {ids[id(p)] for p in layer.parameters()}
-    return chosen
+    return chosen, longest
+
+
+def _warn_few_layers(freeze, tower, n_layers):
+    if n_layers:
+        what = (
+            f"has {n_layers} layers, so all of them and its embeddings are frozen. "
+            f"Pass freeze={n_layers} to say so, or freeze_backbone=True to train "
+            "the head alone"
+        )
+    else:
+        what = (
+            "has no list of layers that freeze can count, so only its embeddings "
+            "are frozen. Name the parts to freeze by parameter prefix instead"
+        )
+    # Point at the caller of fit (fit -> _build_model -> freeze_parameters -> here).
+    warnings.warn(
+        f"freeze={freeze}: the {tower} tower {what}.", UserWarning, stacklevel=5
+    )
 
 
 class _UsedRows(nn.Module):

@@ -179,8 +179,7 @@ def _add_model_options(parser):
     group.add_argument(
         "--fusion",
         choices=("concat", "late", "product"),
-        default="concat",
-        help="how multimodal models combine text and image features",
+        help="how text+image models combine text and image features (default: concat)",
     )
     group.add_argument(
         "--max-length", type=_positive_int, help="longest token sequence kept"
@@ -228,8 +227,7 @@ def _add_data_options(parser):
     group.add_argument(
         "--top-k-answers",
         type=_positive_int,
-        default=3129,
-        help="vqa_v2: how many of the most common answers are classes",
+        help="vqa_v2: how many of the most common answers are classes (default: 3129)",
     )
     group.add_argument(
         "--max-rows",
@@ -431,7 +429,10 @@ def make_estimator(spec, args, *, verbose=1, random_state=None):
     if spec.is_text_only:
         return TextClassifier(spec.backbone, **params)
     return MultimodalClassifier(
-        spec.backbone, fusion=args.fusion, modalities=spec.modalities, **params
+        spec.backbone,
+        fusion=args.fusion or "concat",
+        modalities=spec.modalities,
+        **params,
     )
 
 
@@ -446,6 +447,12 @@ def _parse_models(texts, args):
             problems.append(str(error))
     if problems:
         raise CommandError(" ".join(problems))
+    if args.fusion is not None and all(spec.is_text_only for spec in specs):
+        names = ", ".join(spec.name for spec in specs)
+        raise CommandError(
+            f"--fusion applies to text+image models, and {names} "
+            f"{'is' if len(specs) == 1 else 'are'} text-only; leave it out."
+        )
     return specs
 
 
@@ -465,6 +472,8 @@ def _load_data(args):
         if getattr(args, option):
             flag = "--" + option.replace("_", "-")
             raise CommandError(f"{flag} is for --dataset csv, not {name}.")
+    if args.top_k_answers is not None and name != "vqa_v2":
+        raise CommandError(f"--top-k-answers is for --dataset vqa_v2, not {name}.")
     if args.image_root and name not in ("snli_ve", "vqa_v2"):
         raise CommandError(
             f"--image-root does not apply to --dataset {name}: its images are "
@@ -494,11 +503,11 @@ def _load_data(args):
         train = datasets.load_snli_ve(root, train_split, image_dir=args.image_root)
         evaluation = datasets.load_snli_ve(root, eval_split, image_dir=args.image_root)
     elif name == "vqa_v2":
+        top_k = (
+            {} if args.top_k_answers is None else {"top_k_answers": args.top_k_answers}
+        )
         train = datasets.load_vqa_v2(
-            root,
-            train_split,
-            top_k_answers=args.top_k_answers,
-            image_dir=args.image_root,
+            root, train_split, image_dir=args.image_root, **top_k
         )
         evaluation = datasets.load_vqa_v2(
             root, eval_split, answers=train.attrs["answers"], image_dir=args.image_root

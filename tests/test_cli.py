@@ -762,6 +762,38 @@ def test_max_rows_too_few_for_the_classes_says_so(tmp_path, bert, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "message"),
+    [
+        (
+            ["train", "--model", "tb"],
+            ["--fusion", "late"],
+            "--fusion applies to text+image models, and tb is text-only; leave it out.",
+        ),
+        (
+            ["compare", "--models", "tb,tb:text"],
+            ["--fusion", "product"],
+            "--fusion applies to text+image models, and tb, tb:text are text-only; "
+            "leave it out.",
+        ),
+        (
+            ["train", "--model", "tb"],
+            ["--top-k-answers", "5"],
+            "--top-k-answers is for --dataset vqa_v2, not clipart_mini.",
+        ),
+    ],
+)
+def test_options_that_would_be_ignored_exit_2(
+    tmp_path, bert, capsys, command, extra, message
+):
+    code = run_cli(
+        *command, "--model-path", f"tb={bert}", "--dataset", "clipart_mini",
+        "--output", tmp_path / "out", *FAST, *extra,
+    )  # fmt: skip
+    assert code == 2
+    assert error_line(capsys) == f"multimodal-clf {command[0]}: error: {message}"
+
+
 def test_output_that_is_a_file_fails_before_training(tmp_path, capsys):
     from multimodal_clf import cli
 

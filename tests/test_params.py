@@ -2,6 +2,7 @@
 
 import inspect
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -131,3 +132,61 @@ def test_random_state_instances_accepted():
     check_parameters(estimator, SHARED_RULES)
     copy = clone(estimator)
     assert isinstance(copy.random_state, np.random.RandomState)
+
+
+# --- parameters that would have no effect -------------------------------------------
+def _user_warnings(caught):
+    return [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_freeze_beyond_the_layers_warns_once_at_the_caller(bert, text_data):
+    X, y = text_data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TextClassifier(bert, freeze=999, epochs=1, verbose=0).fit(X, y)
+    (warning,) = _user_warnings(caught)
+    assert str(warning.message) == (
+        "freeze=999: the text tower has 2 layers, so all of them and its embeddings "
+        "are frozen. Pass freeze=2 to say so, or freeze_backbone=True to train the "
+        "head alone."
+    )
+    assert warning.filename == __file__
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TextClassifier(bert, freeze=2, epochs=1, verbose=0).fit(X, y)
+    assert _user_warnings(caught) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "modalities", "feature"),
+    [("flava", ("text", "image"), "joint"), ("pair", ("text",), "text")],
+)
+def test_fusion_with_one_feature_warns(request, pair_data, model, modalities, feature):
+    X, y = pair_data
+    backbone = request.getfixturevalue(model)
+    clf = MultimodalClassifier(
+        backbone, fusion="late", modalities=modalities, epochs=1, verbose=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    (warning,) = _user_warnings(caught)
+    assert "fusion='late' has nothing to fuse: this " in str(warning.message)
+    assert f"gives the head the single feature {feature!r}" in str(warning.message)
+    assert warning.filename == __file__
+
+
+def test_fusion_of_two_features_and_loading_do_not_warn(pair, pair_data, tmp_path):
+    X, y = pair_data
+    text = MultimodalClassifier(
+        pair, fusion="late", modalities=("text",), epochs=1, verbose=0
+    )
+    with pytest.warns(UserWarning, match="nothing to fuse"):
+        text.fit(X, y)
+    text.save(tmp_path / "text")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MultimodalClassifier(pair, fusion="late", epochs=1, verbose=0).fit(X, y)
+        MultimodalClassifier.load(tmp_path / "text")
+    assert [str(w.message) for w in _user_warnings(caught)] == []
