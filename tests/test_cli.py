@@ -717,7 +717,33 @@ def test_estimator_errors_exit_2(tmp_path, csv_data, bert, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "no column 'caption' (text_column)" in err
+    assert "no column 'caption' (text_column, --text-column)" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "",
+            "is empty. A CSV file needs a header line naming its columns, then one "
+            "line per row.",
+        ),
+        (
+            "text,image,label\n",
+            "has a header but no data rows. Add one line per row below the header.",
+        ),
+    ],
+)
+def test_a_csv_without_rows_is_named(tmp_path, bert, capsys, content, message):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    code = run_cli(
+        "train", "--model", "tb", "--model-path", f"tb={bert}",
+        "--output", tmp_path / "out", *FAST,
+        "--dataset", "csv", "--train-file", path,
+    )  # fmt: skip
+    assert code == 2
+    assert error_line(capsys) == f"multimodal-clf train: error: {path} {message}"
 
 
 def test_eval_labels_missing_from_training_fail_before_training(

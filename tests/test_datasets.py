@@ -476,7 +476,10 @@ def test_csv_missing_column_lists_columns_present(posts):
         load_csv(posts / "posts.csv", text_column="caption")
 
     message = str(info.value)
-    assert "no column 'image' (image_column), 'label' (label_column)" in message
+    assert (
+        "no column 'image' (image_column, --image-column), "
+        "'label' (label_column, --label-column)"
+    ) in message
     assert "Columns present: 'post', 'caption', 'photo', 'y'." in message
 
 
@@ -509,6 +512,85 @@ def test_csv_rename_clash(tmp_path):
 
     with pytest.raises(ValueError, match="column\\(s\\) 'text' would be overwritten"):
         load_csv(path, text_column="title", image_column=None)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"empty\.csv is empty\. A CSV file needs a header line"),
+        (b"\n\n", r"empty\.csv is empty\."),
+        (
+            b"text,label\n",
+            r"empty\.csv has a header but no data rows\. Add one line per row",
+        ),
+        (
+            b"text,label\nx,1\ny,2,3,4\n",
+            r"empty\.csv could not be parsed as CSV \(Expected 2 fields in line 3, "
+            r"saw 4\); check that it is a comma-separated text file, saved as UTF-8",
+        ),
+        (
+            # pandas alone would make 'x' an index and shift 1 and 2 left.
+            b"text,label\nx,1,2\ny,3,4\n",
+            r"empty\.csv: the header names 2 columns but 2 row\(s\) hold more "
+            r"cells:\n  line 2: 3 cells\n  line 3: 3 cells\nQuote cells that",
+        ),
+        (
+            b"text,label\n\xff\xfe,1\n",
+            r"empty\.csv could not be parsed as CSV \(not UTF-8 text: byte 0xff",
+        ),
+    ],
+)
+def test_csv_that_is_not_a_table_names_the_file(tmp_path, content, message):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+
+    with pytest.raises(ValueError, match=message) as info:
+        load_csv(path, image_column=None)
+    assert str(path) in str(info.value)
+
+
+def test_csv_image_urls_name_their_lines(tmp_path):
+    write_image(tmp_path / "a.png")
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "text,image,label\nx,a.png,1\ny,https://example.com/b.png,0\n"
+        'z,"data:image/png;base64,iVBO",1\n'
+    )
+
+    with pytest.raises(ValueError) as info:
+        load_csv(path)
+
+    assert str(info.value).splitlines() == [
+        f"{path}: 2 image cell(s) are not file paths:",
+        "  line 3: image is a URL ('https://example.com/b.png'); only local files "
+        "are read: download the images first and pass their paths",
+        "  line 4: image is a data URI ('data:image/png;base64,iVBO'); pass the "
+        "decoded bytes, or save the image to a file and pass its path",
+    ]
+
+
+def test_csv_trailing_commas_are_not_cells(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\nx,1,\ny,0,\n")
+
+    frame = load_csv(path, image_column=None)
+
+    assert frame["text"].tolist() == ["x", "y"]
+    assert frame["label"].tolist() == [1, 0]
+
+
+def test_csv_errors_name_the_command_line_options_too(posts):
+    with pytest.raises(ValueError, match=r"\(--text-column, --image-column and "):
+        load_csv(posts / "posts.csv", text_column="caption")
+
+    (posts / "pics" / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"image_root= \(--image-root on"):
+        load_csv(
+            posts / "posts.csv",
+            text_column="caption",
+            image_column="photo",
+            label_column="y",
+        )
 
 
 def test_csv_missing_file(tmp_path):

@@ -506,6 +506,17 @@ def test_pandas_missing_values_and_series_positions(tmp_path):
     ]
 
 
+def test_a_long_url_is_cut_in_the_middle():
+    url = "https://example.com/" + "a" * 200 + ".png"
+
+    reason = check_image_value(url)
+
+    assert reason.startswith("image is a URL ('https://example.com/aaa")
+    assert "aaa...aaa" in reason
+    assert "aaa.png'); only local files" in reason
+    assert len(reason) < 200
+
+
 def test_one_bad_row_is_singular_and_long_lists_are_cut():
     with pytest.raises(ValueError, match=r"^1 row of column 'image' could not"):
         load_images([np.zeros((1, 1), dtype=np.uint8), None])
@@ -544,6 +555,13 @@ def test_load_images_returns_rgb_images_in_order(tmp_path):
         (1.5, "image has unsupported type float"),
         ({"a": 1}, "image has unsupported type dict"),
         ([[0, 1]], "image has unsupported type list"),
+        (
+            "https://example.com/a.png",
+            "image is a URL ('https://example.com/a.png'); only local files are "
+            "read: download the images first",
+        ),
+        ("s3://bucket/a.png", "image is a URL ('s3://bucket/a.png')"),
+        ("data:image/png;base64,iVBO", "image is a data URI ('data:image/png;"),
     ],
 )
 def test_check_image_value_reasons(value, reason):
@@ -554,6 +572,9 @@ def test_check_image_value_reasons(value, reason):
 
 def test_check_image_value_accepts_every_supported_type():
     for value in ["x.png", Path("x.png"), b"x", bytearray(b"x"), memoryview(b"x")]:
+        assert check_image_value(value) is None
+    # Windows drives and names that merely contain a colon are paths, not URLs.
+    for value in ["C:/x.png", "C://x.png", "C:\\x.png", "a:b.png", "data.png"]:
         assert check_image_value(value) is None
     assert check_image_value(Image.new("RGB", (1, 1))) is None
     assert check_image_value(np.zeros((2, 2, 3), dtype=np.uint8)) is None

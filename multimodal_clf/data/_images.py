@@ -10,6 +10,8 @@ import io
 import logging
 import math
 import os
+import re
+import reprlib
 import struct
 import sys
 import warnings
@@ -31,10 +33,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+"""Largest image, in pixels (width x height), that is decoded by default."""
 
 #: Longest side over shortest side beyond which an image is refused.
 MAX_ASPECT_RATIO = 100
-"""Largest image, in pixels (width x height), that is decoded by default."""
 
 _ACCEPTED_TYPES = (
     "a file path (str or os.PathLike), encoded image bytes (bytes, bytearray or "
@@ -52,6 +54,11 @@ _UINT16_MAX = 65535
 
 # What Pillow and its plugins raise on a file they cannot decode.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+
+# A string that starts with a scheme of two letters or more and "://" is a URL; one
+# letter and a colon is a Windows drive. "data:" starts inline base64 images.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+_DATA_URI = re.compile(r"data:[^,]*,", re.IGNORECASE)
 
 # Single values that `load_images` refuses in place of a column.
 _SINGLE_VALUE_TYPES = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)
@@ -136,7 +143,7 @@ def check_image_value(value):
         return missing
 
     if isinstance(value, str):
-        return "image is an empty string" if value == "" else None
+        return _string_reason(value)
     if isinstance(value, (bytes, bytearray)):
         return "image bytes are empty" if len(value) == 0 else None
     if isinstance(value, memoryview):
@@ -148,6 +155,30 @@ def check_image_value(value):
     if isinstance(value, np.ndarray):
         return _array_shape_reason(value)
     return f"image has unsupported type {_type_name(value)}; expected {_ACCEPTED_TYPES}"
+
+
+def _string_reason(value):
+    """Why a string cannot be an image path, or None."""
+    if value == "":
+        return "image is an empty string"
+    if _URL.match(value):
+        return (
+            f"image is a URL ({_short(value)}); only local files are read: "
+            "download the images first and pass their paths"
+        )
+    if _DATA_URI.match(value):
+        return (
+            f"image is a data URI ({_short(value)}); pass the decoded bytes, "
+            "or save the image to a file and pass its path"
+        )
+    return None
+
+
+def _short(text, limit=80):
+    """``repr(text)``, cut in the middle with ``...`` when longer than ``limit``."""
+    shortener = reprlib.Repr()
+    shortener.maxstring = limit
+    return shortener.repr(text)
 
 
 def _check_max_pixels(max_pixels, parameter):

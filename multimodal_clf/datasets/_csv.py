@@ -3,10 +3,12 @@
 import csv
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
+from multimodal_clf.data import check_image_value
 from multimodal_clf.datasets._common import (
     _as_folder,
     _check_images_exist,
@@ -57,9 +59,11 @@ def load_csv(
     Raises
     ------
     ValueError
-        If a named column is missing (the message lists the columns present), a
-        column would be overwritten by the renaming, or a text, image or label
-        cell is empty (the message names the lines).
+        If the file is empty, has no data rows or is not UTF-8 CSV, a row holds
+        more cells than the header names, a named column is missing (the
+        message lists the columns present), a column would be overwritten by the
+        renaming, a text, image or label cell is empty, or an image cell is a
+        URL (the messages name the file and the lines).
     FileNotFoundError
         If the CSV, ``image_root`` or any image file does not exist.
 
@@ -81,9 +85,7 @@ def load_csv(
         what="CSV file",
         hint="Check the path.",
     )
-    # Every cell is read as the text it is, so that ids such as "00023" survive;
-    # only the label column becomes numeric, when all of it is.
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    frame = _read(path)
     roles = {"text": text_column, "image": image_column, "label": label_column}
     roles = {role: column for role, column in roles.items() if column is not None}
     _check_columns(frame, roles, path)
@@ -104,30 +106,98 @@ def load_csv(
             what="Image root",
             hint="image_root must be the folder relative image paths start from.",
         )
+        _check_image_cells(frame["image"], path)
         frame["image"] = [str(folder / image) for image in frame["image"].astype(str)]
         _check_images_exist(
             frame["image"],
             lambda: [f"line {n}" for n in _line_numbers(path, len(frame))],
             source=path,
-            hint=f"Relative paths start from {folder}; pass image_root= to change it.",
+            hint=(
+                f"Relative paths start from {folder}; set image_root= "
+                "(--image-root on the command line) to change it."
+            ),
         )
     logger.info("Loaded %d rows from %s.", len(frame), path)
     return frame
+
+
+def _read(path):
+    """Read every cell of ``path`` as text; refuse a file that is not a CSV table."""
+    try:
+        # Every cell is read as the text it is, so that ids such as "00023"
+        # survive; only the label column becomes numeric, when all of it is.
+        # index_col=False keeps pandas from turning the first cells of rows
+        # longer than the header into an index, which would shift every column.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                index_col=False,
+            )
+    except pd.errors.ParserWarning:
+        raise ValueError(_long_rows_message(path)) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{path} is empty. A CSV file needs a header line naming its columns, "
+            "then one line per row."
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            byte = error.object[error.start]
+            reason = f"not UTF-8 text: byte 0x{byte:02x}, {error.reason}"
+        else:
+            reason = str(error).removeprefix("Error tokenizing data. C error: ")
+            reason = reason.strip()
+        raise ValueError(
+            f"{path} could not be parsed as CSV ({reason}); check that it is a "
+            "comma-separated text file, saved as UTF-8."
+        ) from None
+    if len(frame) == 0:
+        raise ValueError(
+            f"{path} has a header but no data rows. Add one line per row below "
+            "the header."
+        )
+    return frame
+
+
+def _long_rows_message(path):
+    """Say which rows of ``path`` hold more cells than its header names."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        long_rows = []
+        line = 2
+        for record in reader:
+            extra = record[len(header) :]
+            if any(cell.strip() for cell in extra):
+                long_rows.append(f"line {line}: {len(record)} cells")
+            line = reader.line_num + 1
+    return (
+        f"{path}: the header names {len(header)} columns but "
+        f"{len(long_rows)} row(s) hold more cells:\n"
+        f"{_listing(long_rows, len(long_rows))}\n"
+        "Quote cells that contain commas, or name every column in the header."
+    )
 
 
 def _check_columns(frame, roles, path):
     """Raise ``ValueError`` for missing columns, or columns renaming would hide."""
     present = ", ".join(map(repr, frame.columns))
     missing = [
-        f"{column!r} ({role}_column)"
+        f"{column!r} ({role}_column, --{role}-column)"
         for role, column in roles.items()
         if column not in frame.columns
     ]
     if missing:
         raise ValueError(
             f"{path}: no column {', '.join(missing)}. Columns present: {present}. "
-            "Pass the right name as text_column=, image_column= or label_column="
-            " (None for image or label if the file has none)."
+            "Set the right names with text_column=, image_column= and "
+            "label_column= (--text-column, --image-column and --label-column on "
+            "the command line); image_column=None (--image-column none) reads a "
+            "file without images."
         )
 
     clashes = [
@@ -154,6 +224,19 @@ def _check_filled(frame, columns, roles, path):
     raise ValueError(
         f"{path}: {len(bad)} empty cell(s) where a value is needed:\n"
         f"{_listing(bad, len(bad))}\nFill them in, or drop those rows."
+    )
+
+
+def _check_image_cells(column, path):
+    """Raise ``ValueError`` naming the lines whose image cell is not a path."""
+    reasons = [check_image_value(value) for value in column]
+    if not any(reasons):
+        return
+    lines = _line_numbers(path, len(column))
+    bad = [f"line {line}: {why}" for line, why in zip(lines, reasons) if why]
+    raise ValueError(
+        f"{path}: {len(bad)} image cell(s) are not file paths:\n"
+        f"{_listing(bad, len(bad))}"
     )
 
 

@@ -127,7 +127,10 @@ def load_snli_ve(root, split="train", *, image_dir=None):
         frame["image"],
         places,
         source=path,
-        hint=f"Check the image folder {images}, or pass image_dir=.",
+        hint=(
+            f"Check the image folder {images}, or set image_dir= "
+            "(--image-root on the command line)."
+        ),
     )
     logger.info("Loaded %d rows from %s.", len(frame), path)
     return frame

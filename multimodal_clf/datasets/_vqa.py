@@ -154,7 +154,10 @@ def load_vqa_v2(
         frame["image"],
         lambda: [f"question_id {qid}" for qid in frame["question_id"]],
         source=questions_path,
-        hint=f"Check the image folder {images}, or pass image_dir=.",
+        hint=(
+            f"Check the image folder {images}, or set image_dir= "
+            "(--image-root on the command line)."
+        ),
     )
     logger.info("Loaded %d questions from %s.", len(frame), questions_path)
     return frame

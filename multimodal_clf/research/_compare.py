@@ -619,6 +619,7 @@ def _resolve_metric(metric, y_train, y_test):
         raise ValueError(
             "metric='roc_auc' needs every class in y_test, which holds "
             f"{test_classes.size} of {train_classes.size}; pass metric='accuracy' "
-            "or use a stratified test split."
+            "(--metric accuracy on the command line) or use a stratified test "
+            "split."
         )
     return metric
