@@ -6,6 +6,7 @@ of :mod:`multimodal_clf.datasets`, the estimators, and
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -647,8 +648,14 @@ def _check_eval_labels(train, evaluation, args):
 
 
 def _write_text(path, text):
+    """Write ``text`` to ``path`` once (by rank 0 under ``torchrun``)."""
+    from multimodal_clf.engine import _distributed as D
+
+    D.on_main_process(f"writing {path}", _write_file, Path(path), text)
+
+
+def _write_file(path, text):
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -933,6 +940,23 @@ def _format_warning(message, category, filename, lineno, line=None):
     return f"{category.__name__}: {message}"
 
 
+@contextlib.contextmanager
+def _output_on_main_rank():
+    """Under ``torchrun``, let rank 0 alone print the command's output.
+
+    Every rank runs the command on the same data and would print the same
+    tables and messages. Errors are still printed by every rank.
+    """
+    from multimodal_clf.engine import _distributed as D
+
+    if D.is_main_process() or not D.launched_distributed():
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+
+
 def main(argv=None):
     """Run the ``multimodal-clf`` command.
 
@@ -951,7 +975,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        return _COMMANDS[args.command](args)
+        with _output_on_main_rank():
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -419,6 +419,50 @@ def test_train_published_layouts(
     assert 0 <= record["metrics"]["accuracy"] <= 1
 
 
+def torchrun_cli(*argv, cwd):
+    """Run the command on two CPU ranks under torchrun; return what it printed."""
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node=2", "-m", "multimodal_clf", *map(str, argv),
+        ],
+        cwd=cwd,
+        env={
+            "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return completed.stdout, completed.stderr
+
+
+@pytest.mark.multiprocess
+def test_under_torchrun_rank_zero_alone_prints_and_writes(tmp_path, csv_data, bert):
+    run = tmp_path / "run"
+    out, err = torchrun_cli(
+        "train", "--model", "tb", "--model-path", f"tb={bert}", "--output", run,
+        "--epochs", "1", "--batch-size", "2", *csv_args(csv_data), cwd=tmp_path,
+    )  # fmt: skip
+
+    assert out.count("tb on csv test.csv (8 rows): accuracy") == 1
+    assert out.count(f"metrics: {run / 'metrics.json'}") == 1
+    assert err.count("epoch 1/1: train_loss=") == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_eval"] == 8
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model"]
+
+    new = write_csv(tmp_path / "new", "new.csv", 3, offset=40, labels=False)
+    out, err = torchrun_cli(
+        "predict", "--model-dir", run, "--input", new, "--output", "-", cwd=tmp_path
+    )
+    lines = out.splitlines()
+    assert lines[0] == "id,prediction,proba_neg,proba_pos"
+    assert [line.split(",")[0] for line in lines[1:]] == ["r40", "r41", "r42"]
+    expected = multimodal_clf.load(run / "model").predict(pd.read_csv(new))
+    assert [line.split(",")[1] for line in lines[1:]] == expected.tolist()
+
+
 # --------------------------------------------------------------------------
 # predict
 # --------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from multimodal_clf.engine import _distributed as D
+
 __all__ = ["Comparison"]
 
 logger = logging.getLogger(__name__)
@@ -141,7 +143,8 @@ class Comparison:
         per-seed runs), ``summary.csv``, ``results.json`` (:meth:`to_dict`) and
         ``chart.png`` (primary metric per model). Each file is written to a
         temporary name then renamed, so that an interruption never leaves a
-        half-written file.
+        half-written file. Under ``torchrun`` rank 0 writes them; the other
+        ranks wait for it.
 
         Parameters
         ----------
@@ -153,6 +156,12 @@ class Comparison:
         output_dir : pathlib.Path
         """
         output_dir = Path(output_dir)
+        D.on_main_process(
+            f"writing the report to {output_dir}", self._write, output_dir
+        )
+        return output_dir
+
+    def _write(self, output_dir):
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(output_dir / "results.md", self.to_markdown().encode())
         _write_atomic(
@@ -165,7 +174,6 @@ class Comparison:
         _write_atomic(output_dir / "results.json", (text + "\n").encode())
         _write_atomic(output_dir / "chart.png", self._chart_png())
         logger.debug("wrote comparison files to %s", output_dir)
-        return output_dir
 
     def _chart_png(self):
         """Bar chart of the primary metric per model, as PNG bytes."""
