@@ -468,11 +468,6 @@ def test_under_torchrun_rank_zero_alone_prints_and_writes(tmp_path, csv_data, be
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not hasattr(TextClassifier, "save"),
-    reason="saving a fitted estimator (TextClassifier.save) is not available in "
-    "this version, so there is no model for predict to load",
-)
 def test_train_then_predict_round_trip(tmp_path, csv_data, clip):
     run = tmp_path / "run"
     code = run_cli(

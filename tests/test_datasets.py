@@ -20,7 +20,8 @@ from multimodal_clf.datasets import (
     load_vqa_v2,
 )
 
-CLIPART = Path("/work/shared/data/clipart")
+# The full clip-art set, in the shared/ folder beside the repository.
+CLIPART = Path(__file__).resolve().parents[2] / "shared" / "data" / "clipart"
 LOGGER = "multimodal_clf.datasets"
 
 
