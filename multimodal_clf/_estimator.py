@@ -353,8 +353,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        # Under torchrun, warnings are shown once, by rank 0.
-        with D.warnings_on_main_rank():
+        # Under torchrun, warnings and log lines are shown once, by rank 0.
+        with D.quiet_on_other_ranks():
             P.check_parameters(self, self._rules)
             _check_not_forked_from_cuda(self)
             device, device_ids = self._resolve_devices()
@@ -461,7 +461,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     # --- predict -------------------------------------------------------------
     def _predict_logits(self, X):
-        with D.warnings_on_main_rank():
+        with D.quiet_on_other_ranks():
             self._check_fitted()
             _check_not_forked_from_cuda(self)
             device, device_ids = self._resolve_devices()

@@ -945,7 +945,8 @@ def _output_on_main_rank():
     """Under ``torchrun``, let rank 0 alone print the command's output.
 
     Every rank runs the command on the same data and would print the same
-    tables and messages. Errors are still printed by every rank.
+    tables, messages, warnings and log lines. Errors are still printed by every
+    rank.
     """
     from multimodal_clf.engine import _distributed as D
 
@@ -953,7 +954,11 @@ def _output_on_main_rank():
         yield
         return
     with open(os.devnull, "w", encoding="utf-8") as sink:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            D.quiet_on_other_ranks(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             yield
 
 

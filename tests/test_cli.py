@@ -441,13 +441,17 @@ def torchrun_cli(*argv, cwd):
 def test_under_torchrun_rank_zero_alone_prints_and_writes(tmp_path, csv_data, bert):
     run = tmp_path / "run"
     out, err = torchrun_cli(
-        "train", "--model", "tb", "--model-path", f"tb={bert}", "--output", run,
-        "--epochs", "1", "--batch-size", "2", *csv_args(csv_data), cwd=tmp_path,
+        "--verbose", "train", "--model", "tb", "--model-path", f"tb={bert}",
+        "--output", run, "--epochs", "1", "--batch-size", "2", *csv_args(csv_data),
+        cwd=tmp_path,
     )  # fmt: skip
 
     assert out.count("tb on csv test.csv (8 rows): accuracy") == 1
     assert out.count(f"metrics: {run / 'metrics.json'}") == 1
     assert err.count("epoch 1/1: train_loss=") == 1
+    # Log lines (loaders, saving) come from rank 0 alone too.
+    assert err.count(f"Loaded 12 rows from {csv_data[0]}") == 1
+    assert err.count("INFO: saved TextClassifier to") == 1
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_eval"] == 8
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model"]

@@ -350,19 +350,57 @@ def test_torchrun_writes_checkpoints_and_saves_once(launched):
         np.testing.assert_array_equal(result["loaded_proba"], result["saved_proba"])
 
 
-def test_warnings_on_main_rank_reads_the_torchrun_environment(monkeypatch):
+class _Records(logging.Handler):
+    """Keeps the messages of the records it receives."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def info_logging():
+    """The library and transformers log at INFO into a list, during one test."""
+    records = _Records()
+    parents = [logging.getLogger(n) for n in ("multimodal_clf", "transformers")]
+    levels = [logger.level for logger in parents]
+    for logger in parents:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(records)
+    yield records
+    for logger, level in zip(parents, levels):
+        logger.removeHandler(records)
+        logger.setLevel(level)
+
+
+def test_other_ranks_are_quiet_under_the_torchrun_environment(
+    monkeypatch, info_logging
+):
     monkeypatch.setenv("WORLD_SIZE", "2")
+    library = logging.getLogger("multimodal_clf.datasets")
+    hub = logging.getLogger("transformers.modeling_utils")
     for rank, shown in [("0", 1), ("1", 0)]:
         monkeypatch.setenv("RANK", rank)
+        info_logging.messages.clear()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with D.warnings_on_main_rank():
+            with D.quiet_on_other_ranks():
                 warnings.warn("from a rank", UserWarning, stacklevel=1)
+                library.info("loaded")
+                hub.warning("weights not used")
+                library.error("failed")
         assert len(caught) == shown
-    # The filter is restored on leaving: later warnings show again.
+        expected = ["loaded", "weights not used"] * shown + ["failed"]
+        assert info_logging.messages == expected
+    # Filters and levels are restored on leaving: later warnings show again.
+    assert logging.getLogger("multimodal_clf").level == logging.INFO
+    assert logging.getLogger("transformers").level == logging.INFO
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with D.warnings_on_main_rank():
+        with D.quiet_on_other_ranks():
             pass
         warnings.warn("after", UserWarning, stacklevel=1)
     assert len(caught) == 1

@@ -43,11 +43,11 @@ __all__ = [
     "is_main_process",
     "launched_distributed",
     "on_main_process",
+    "quiet_on_other_ranks",
     "shard_batches",
     "start_process_group",
     "stop_process_group",
     "unwrap",
-    "warnings_on_main_rank",
     "wrap_model",
 ]
 
@@ -97,20 +97,35 @@ def is_main_process():
     return get_rank() == 0
 
 
+# Loggers quieted on the other ranks: this library's and those of the Hugging Face
+# libraries it calls (their load reports and deprecation notes).
+_QUIET_LOGGERS = ("multimodal_clf", "transformers", "huggingface_hub")
+
+
 @contextlib.contextmanager
-def warnings_on_main_rank():
-    """Silence Python warnings on every rank but the main one.
+def quiet_on_other_ranks():
+    """Show warnings and log records only on the main rank.
 
     Under ``torchrun`` every rank runs the same code on the same data, so each
-    warning would be shown once per rank. Errors are not affected: every rank
-    still raises them.
+    warning and log line would be shown once per rank. On the other ranks this
+    silences Python warnings and raises the loggers of this library and of the
+    Hugging Face libraries to ERROR until the block ends. Errors are not
+    affected: every rank still raises and logs them.
     """
     if is_main_process() or not launched_distributed():
         yield
         return
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [each.level for each in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        yield
+        for each in loggers:
+            each.setLevel(max(logging.ERROR, each.level))
+        try:
+            yield
+        finally:
+            for each, level in zip(loggers, levels):
+                each.setLevel(level)
 
 
 # --- the process group ----------------------------------------------------------
