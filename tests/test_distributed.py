@@ -60,12 +60,12 @@ def _estimators():
     return Text, MultimodalClassifier
 
 
-def scenarios(models):
+def scenarios(models, device="cpu"):
     """name -> (estimator factory, X, y); ``batch_size`` is given per run."""
     from tests.conftest import colour_images
 
     Text, Multimodal = _estimators()
-    common = dict(device="cpu", verbose=0, learning_rate=1e-3, epochs=2)
+    common = dict(device=device, verbose=0, learning_rate=1e-3, epochs=2)
     pairs = list(zip(TEXTS, colour_images(LABELS)))
     return {
         # 9 rows in global batches of 4: the last batch of 1 leaves rank 1 a
@@ -121,14 +121,14 @@ def _result(clf, X):
     return {
         "proba": clf.predict_proba(X),
         "params": {
-            n: p.detach().numpy().copy() for n, p in clf.model_.named_parameters()
+            n: p.detach().cpu().numpy().copy() for n, p in clf.model_.named_parameters()
         },
         "history": clf.history_,
     }
 
 
 # --- the worker (run by torchrun) -------------------------------------------------
-def worker(out_dir, models):
+def worker(out_dir, models, device="cpu"):
     """Fit every scenario on this rank and save the results for the test."""
     from multimodal_clf.engine import Trainer
 
@@ -151,14 +151,14 @@ def worker(out_dir, models):
 
     Trainer.train_batches = recording
     results = {"main": D.is_main_process()}
-    for name, (make, X, y) in scenarios(models).items():
+    for name, (make, X, y) in scenarios(models, device).items():
         seen.clear()
         clf = make(2).fit(X, y)
         results[name] = _result(clf, X)
         results[name]["shards"] = list(seen)
     # Texts cut to 4 tokens warn in fit and in predict, and verbose=1 prints a
     # line per epoch: on rank 0 only.
-    make = scenarios(models)["plain"][0]
+    make = scenarios(models, device)["plain"][0]
     printed = io.StringIO()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -199,13 +199,8 @@ def worker(out_dir, models):
 
 
 # --- the test ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory, model_dir):
-    folder = tmp_path_factory.mktemp("torchrun")
-    models = {
-        "bert": no_dropout_bert(folder / "bert"),
-        "vit": model_dir("vit"),
-    }
+def launch(folder, models, device="cpu"):
+    """Run :func:`worker` on WORLD ranks; each rank's results and log."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -221,6 +216,7 @@ def launched(tmp_path_factory, model_dir):
         str(Path(__file__).resolve()),
         str(folder),
         json.dumps(models),
+        device,
     ]
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
@@ -228,24 +224,35 @@ def launched(tmp_path_factory, model_dir):
     assert done.returncode == 0, done.stderr[-5000:]
     ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
     logs = [(folder / f"log_rank{r}.txt").read_text() for r in range(2)]
-    return models, ranks, logs
+    return ranks, logs
 
 
-@pytest.fixture(scope="module")
-def single(launched):
+def one_process(models, device="cpu"):
     """The same scenarios in this process, with the global batch as batch."""
-    models = launched[0]
     results = {}
-    for name, (make, X, y) in scenarios(models).items():
+    for name, (make, X, y) in scenarios(models, device).items():
         if name != "unseeded":
             results[name] = _result(make(2 * WORLD).fit(X, y), X)
     return results
 
 
-@pytest.mark.multiprocess
-@pytest.mark.parametrize("name", ["plain", "checkpointing", "pair"])
-def test_torchrun_matches_one_process(launched, single, name):
-    _, ranks, _ = launched
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, model_dir):
+    folder = tmp_path_factory.mktemp("torchrun")
+    models = {
+        "bert": no_dropout_bert(folder / "bert"),
+        "vit": model_dir("vit"),
+    }
+    return (models, *launch(folder, models))
+
+
+@pytest.fixture(scope="module")
+def single(launched):
+    return one_process(launched[0])
+
+
+def assert_same_runs(ranks, single, name, *, rtol=1e-4, atol=2e-5, proba_atol=1e-5):
+    """Every rank ended where one process with the global batch did."""
     expected = single[name]
     for result in ranks:
         got = result[name]
@@ -254,18 +261,44 @@ def test_torchrun_matches_one_process(launched, single, name):
         ]
         for mine, theirs in zip(got["history"], expected["history"]):
             for key, value in theirs.items():
-                assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+                assert mine[key] == pytest.approx(value, rel=rtol, abs=1e-6), key
         assert set(got["params"]) == set(expected["params"])
         for param, value in expected["params"].items():
             np.testing.assert_allclose(
-                got["params"][param], value, rtol=1e-4, atol=2e-5, err_msg=param
+                got["params"][param], value, rtol=rtol, atol=atol, err_msg=param
             )
-        np.testing.assert_allclose(got["proba"], expected["proba"], atol=1e-5)
+        np.testing.assert_allclose(got["proba"], expected["proba"], atol=proba_atol)
         assert got["proba"].dtype == np.float32
     # every rank returns every row, the same on every rank
     np.testing.assert_array_equal(ranks[0][name]["proba"], ranks[1][name]["proba"])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("name", ["plain", "checkpointing", "pair"])
+def test_torchrun_matches_one_process(launched, single, name):
+    _, ranks, _ = launched
+    assert_same_runs(ranks, single, name)
+    expected = single[name]
     if name == "checkpointing":
         assert all("valid_loss" in record for record in expected["history"])
+
+
+@pytest.mark.gpu
+@pytest.mark.multiprocess
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < WORLD,
+    reason=f"needs {WORLD} CUDA GPUs",
+)
+def test_torchrun_on_gpus_matches_one_gpu(tmp_path, model_dir):
+    # NCCL, a GPU per rank; CUDA kernels may add in another order: close, not equal.
+    models = {"bert": no_dropout_bert(tmp_path / "bert"), "vit": model_dir("vit")}
+    ranks, logs = launch(tmp_path, models, device="cuda")
+    single = one_process(models, device="cuda:0")
+    for name in ("plain", "checkpointing", "pair"):
+        assert_same_runs(ranks, single, name, rtol=1e-3, atol=1e-4, proba_atol=1e-4)
+    assert ranks[0]["writes"] == ["write_checkpoint"] * 2 + ["_write_folder"]
+    assert ranks[1]["writes"] == []
+    assert logs[1] == ""
 
 
 @pytest.mark.multiprocess
@@ -454,4 +487,4 @@ def test_data_parallel_only_for_auto_with_several_gpus(monkeypatch):
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], json.loads(sys.argv[2]))
+    worker(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])
