@@ -128,6 +128,47 @@ def _result(clf, X):
 
 
 # --- the worker (run by torchrun) -------------------------------------------------
+def resume_after_crash(models, folder, device):
+    """Fit straight through, then crash in epoch 3 and resume; both results.
+
+    Every rank draws its own dropout masks from its own random state, so the
+    resumed run ends where the straight one does only if every rank continues
+    from its own state rather than rank 0's.
+    """
+    from multimodal_clf import TextClassifier
+    from multimodal_clf.engine import Trainer
+
+    options = dict(device=device, verbose=0, learning_rate=1e-3, epochs=3)
+    make = lambda **extra: TextClassifier(  # noqa: E731
+        models["bert"], batch_size=2, random_state=0, **options, **extra
+    )
+    straight = make().fit(TEXTS, LABELS)
+
+    plain_epoch = Trainer.train_epoch
+
+    def crashing(self, data):
+        if self.epoch + 1 == 3:
+            raise RuntimeError("simulated crash")
+        return plain_epoch(self, data)
+
+    Trainer.train_epoch = crashing
+    try:
+        make(checkpoint_dir=folder).fit(TEXTS, LABELS)
+    except RuntimeError as error:
+        assert "simulated crash" in str(error)
+    else:
+        raise AssertionError("the crash did not happen")
+    finally:
+        Trainer.train_epoch = plain_epoch
+    resumed = make(checkpoint_dir=folder).fit(TEXTS, LABELS, resume=True)
+    return {
+        "straight": straight.predict_proba(TEXTS),
+        "resumed": resumed.predict_proba(TEXTS),
+        "straight_history": straight.history_,
+        "resumed_history": resumed.history_,
+    }
+
+
 def worker(out_dir, models, device="cpu"):
     """Fit every scenario on this rank and save the results for the test."""
     from multimodal_clf.engine import Trainer
@@ -167,6 +208,7 @@ def worker(out_dir, models, device="cpu"):
             clf.fit(TEXTS, LABELS).predict(TEXTS)
     results["warnings"] = [str(w.message) for w in caught]
     results["stderr"] = printed.getvalue()
+    results["resume"] = resume_after_crash(models, out_dir / "resume", device)
 
     # Checkpoints and a saved model are written once, by rank 0; every rank can
     # load the model as soon as save returns.
@@ -381,6 +423,16 @@ def test_torchrun_writes_checkpoints_and_saves_once(launched):
     assert ranks[1]["writes"] == []
     for result in ranks:
         np.testing.assert_array_equal(result["loaded_proba"], result["saved_proba"])
+
+
+@pytest.mark.multiprocess
+def test_torchrun_resume_continues_every_rank(launched):
+    _, ranks, _ = launched
+    for result in ranks:
+        got = result["resume"]
+        assert [r["epoch"] for r in got["resumed_history"]] == [1, 2, 3]
+        assert got["resumed_history"] == got["straight_history"]
+        np.testing.assert_array_equal(got["resumed"], got["straight"])
 
 
 class _Records(logging.Handler):

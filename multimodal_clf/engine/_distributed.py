@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Shard",
     "all_gather_rows",
+    "all_gather_tensors",
     "barrier",
     "broadcast_seed",
     "data_parallel_ids",
@@ -296,6 +297,22 @@ def all_gather_rows(values, order, n_rows):
         rows = order[rank::world]
         out[torch.as_tensor(rows)] = part[: len(rows)].cpu()
     return out
+
+
+def all_gather_tensors(tensor):
+    """Every rank's ``tensor`` (the same shape and dtype on all), on the CPU.
+
+    Returns
+    -------
+    list of Tensor
+        One per rank, in rank order; ``[tensor]`` in a single process.
+    """
+    if not is_distributed():
+        return [tensor]
+    local = tensor.to(_comm_device())
+    parts = [torch.empty_like(local) for _ in range(get_world_size())]
+    torch.distributed.all_gather(parts, local)
+    return [part.cpu() for part in parts]
 
 
 # --- batches --------------------------------------------------------------------

@@ -467,6 +467,15 @@ class Trainer:
         Tensors stay tensors (on their device); the rest is plain Python data.
         """
         cuda = self.device.type == "cuda"
+        # Under several ranks each one draws its own dropout masks from its own
+        # random state: all of them are kept, so every rank continues its own.
+        ranks = {}
+        if D.is_distributed():
+            ranks["torch"] = D.all_gather_tensors(torch.get_rng_state())
+            if cuda:
+                ranks["cuda"] = D.all_gather_tensors(
+                    torch.cuda.get_rng_state(self.device)
+                )
         return {
             "epoch": self.epoch,
             "total_steps": self.total_steps,
@@ -484,6 +493,7 @@ class Trainer:
                 "generator": self.generator.get_state(),
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if cuda else [],
+                "ranks": ranks,
             },
         }
 
@@ -525,6 +535,14 @@ class Trainer:
         if rng["cuda"] and self.device.type == "cuda":
             if len(rng["cuda"]) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+        # A run of several ranks: this rank's own states (older checkpoints and
+        # another number of ranks keep rank 0's, as above).
+        ranks = rng.get("ranks") or {}
+        if len(ranks.get("torch", ())) == self.world_size > 1:
+            torch.set_rng_state(ranks["torch"][self.rank])
+        if len(ranks.get("cuda", ())) == self.world_size > 1:
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(ranks["cuda"][self.rank], self.device)
 
     def should_stop(self, record):
         """Track the best validation loss; True once patience runs out."""
