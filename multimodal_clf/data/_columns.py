@@ -417,4 +417,6 @@ def check_unseen_labels(y, classes):
             f"{_list_rows(unseen)}\nThe classifier knows {classes.tolist()!r}; "
             "drop those rows, or refit with them."
         )
-    return labels
+    # A list gives an object array, which sklearn's metrics call "unknown"
+    # targets: convert it to the labels' own dtype, as fit does.
+    return _check_label_types(labels)
