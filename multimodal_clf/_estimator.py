@@ -463,6 +463,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _predict_logits(self, X):
         with D.quiet_on_other_ranks():
             self._check_fitted()
+            # set_params after fit can change what prediction reads (batch_size,
+            # device, precision): check the values as fit does.
+            P.check_parameters(self, self._rules)
             _check_not_forked_from_cuda(self)
             device, device_ids = self._resolve_devices()
             precision = resolve_precision(self.precision, device)
