@@ -699,3 +699,48 @@ def test_load_csv_keeps_ids_as_written(tmp_path):
     assert frame["text"].tolist() == ["hello", "NA"]
     assert frame["label"].tolist() == [1, 0]
     assert frame["label"].dtype.kind == "i"
+
+
+# Values of the wrong type in a record -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [("text", None, "null"), ("text", 7, "int 7"), ("img", None, "null")],
+)
+def test_hateful_memes_value_that_is_not_a_string(memes, key, value, shown):
+    write_jsonl(memes / "train.jsonl", [MEMES[0], {**MEMES[1], key: value}])
+
+    with pytest.raises(
+        ValueError, match=f"line 2: '{key}' must be a string, got {shown}"
+    ):
+        load_hateful_memes(memes)
+
+
+def test_hateful_memes_label_outside_0_and_1(memes):
+    write_jsonl(memes / "train.jsonl", [{**MEMES[0], "label": 2}])
+
+    with pytest.raises(ValueError, match=r"'label' must be an integer \(0 or 1\)"):
+        load_hateful_memes(memes)
+
+
+def test_snli_ve_hypothesis_that_is_not_a_string(snli):
+    write_jsonl(snli / "snli_ve_train.jsonl", [{**SNLI[0], "sentence2": None}])
+
+    with pytest.raises(ValueError, match="line 1: 'sentence2' must be a string"):
+        load_snli_ve(snli)
+
+
+def test_vqa_v2_question_that_is_not_a_string(tmp_path):
+    write_vqa(tmp_path, "train", [(1, 9, None, "yes"), *QUESTIONS[1:]])
+
+    with pytest.raises(ValueError, match=r"questions\[0\]: 'question' must be a"):
+        load_vqa_v2(tmp_path)
+
+
+def test_csv_labels_that_merge_as_numbers_stay_text(tmp_path):
+    (tmp_path / "codes.csv").write_text("text,label\na,01\nb,1\nc,2\n")
+
+    frame = load_csv(tmp_path / "codes.csv", image_column=None)
+
+    assert frame["label"].tolist() == ["01", "1", "2"]

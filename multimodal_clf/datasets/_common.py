@@ -111,6 +111,22 @@ def _require_keys(record, keys, *, path, where):
         )
 
 
+def _require_strings(record, keys, *, path, where):
+    """Raise ``ValueError`` naming the first of ``keys`` whose value is not a str.
+
+    A JSON ``null`` or number where the format has text would otherwise reach the
+    frame as a missing or non-text value, far from the line it came from.
+    """
+    for key in keys:
+        value = record[key]
+        if not isinstance(value, str):
+            got = "null" if value is None else f"{type(value).__name__} {value!r:.40}"
+            raise ValueError(
+                f"{path}, {where}: {key!r} must be a string, got {got}. Fix or "
+                "remove this record."
+            )
+
+
 def _check_images_exist(images, places, *, source, hint):
     """Raise ``FileNotFoundError`` listing every image file that does not exist.
 

@@ -90,10 +90,7 @@ def load_csv(
     roles = {role: column for role, column in roles.items() if column is not None}
     _check_columns(frame, roles, path)
     if label_column is not None:
-        try:
-            frame[label_column] = pd.to_numeric(frame[label_column])
-        except (TypeError, ValueError):
-            pass
+        frame[label_column] = _numeric_labels(frame[label_column])
 
     frame = frame.rename(columns={column: role for role, column in roles.items()})
     frame = frame[[*roles, *(c for c in frame.columns if c not in roles)]]
@@ -119,6 +116,27 @@ def load_csv(
         )
     logger.info("Loaded %d rows from %s.", len(frame), path)
     return frame
+
+
+def _numeric_labels(labels):
+    """The label column as numbers when all of it is, and no two labels merge.
+
+    Distinct texts such as ``"01"`` and ``"1"``, or ``"1"`` and ``"1.0"``, are
+    different classes in the file; as numbers they would be one, so such a
+    column stays text.
+    """
+    try:
+        numbers = pd.to_numeric(labels)
+    except (TypeError, ValueError):
+        return labels
+    if numbers.nunique() != labels.nunique():
+        logger.info(
+            "Label column %r kept as text: as numbers, some of its distinct labels "
+            "would become one class.",
+            labels.name,
+        )
+        return labels
+    return numbers
 
 
 def _read(path):

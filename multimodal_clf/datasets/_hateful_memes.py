@@ -11,6 +11,7 @@ from multimodal_clf.datasets._common import (
     _files_in,
     _read_jsonl,
     _require_keys,
+    _require_strings,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def load_hateful_memes(root, split="train"):
     for number, record in _read_jsonl(path):
         where = f"line {number}"
         _require_keys(record, ("id", "img", "text"), path=path, where=where)
+        _require_strings(record, ("img", "text"), path=path, where=where)
         rows.append(
             {
                 "text": record["text"],
@@ -118,7 +120,7 @@ def load_hateful_memes(root, split="train"):
 def _labels(labels, places, *, path):
     """Return the labels as nullable integers; all present or all absent."""
     for place, label in zip(places, labels):
-        if label is not None and not _is_int(label):
+        if label is not None and not (_is_int(label) and label in (0, 1)):
             raise ValueError(
                 f"{path}, {place}: 'label' must be an integer (0 or 1), got {label!r}."
             )

@@ -12,6 +12,7 @@ from multimodal_clf.datasets._common import (
     _files_in,
     _read_jsonl,
     _require_keys,
+    _require_strings,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def load_snli_ve(root, split="train", *, image_dir=None):
         _require_keys(
             record, ("Flickr30K_ID", "sentence2", "gold_label"), path=path, where=where
         )
+        _require_strings(record, ("sentence2",), path=path, where=where)
         label = record["gold_label"]
         if label == "-":
             dropped += 1

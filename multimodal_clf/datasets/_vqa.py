@@ -14,6 +14,7 @@ from multimodal_clf.datasets._common import (
     _files_in,
     _read_json,
     _require_keys,
+    _require_strings,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,10 +110,16 @@ def load_vqa_v2(
     )
 
     questions = _records(
-        questions_path, "questions", ("question_id", "image_id", "question")
+        questions_path,
+        "questions",
+        ("question_id", "image_id", "question"),
+        strings=("question",),
     )
     annotations = _records(
-        annotations_path, "annotations", ("question_id", "multiple_choice_answer")
+        annotations_path,
+        "annotations",
+        ("question_id", "multiple_choice_answer"),
+        strings=("multiple_choice_answer",),
     )
     answer_of = {a["question_id"]: a["multiple_choice_answer"] for a in annotations}
     rows = []
@@ -179,7 +186,7 @@ def _check_top_k(top_k_answers):
     )
 
 
-def _records(path, key, required):
+def _records(path, key, required, strings=()):
     """The list under ``key`` in a VQA JSON file, each entry checked for keys."""
     content = _read_json(path)
     if not isinstance(content, dict) or not isinstance(content.get(key), list):
@@ -192,6 +199,7 @@ def _records(path, key, required):
         if not isinstance(record, dict):
             raise ValueError(f"{path}, {key}[{index}]: expected a JSON object.")
         _require_keys(record, required, path=path, where=f"{key}[{index}]")
+        _require_strings(record, strings, path=path, where=f"{key}[{index}]")
     return records
 
 
