@@ -594,3 +594,19 @@ def test_compare_without_modalities_param_is_text():
     assert result.summary["kind"].tolist() == ["text"]
     assert result.gains == []
     assert result.verdict == "dataset: no image or multimodal model to compare"
+
+
+def test_compare_refuses_a_file_as_output_dir_before_any_run(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    X = pd.DataFrame({"text": np.arange(20.0), "image": np.arange(20.0)})
+    y = np.arange(20) % 2
+    fitted = []
+
+    class Recording(ColumnsClassifier):
+        def fit(self, X, y):
+            fitted.append(True)
+            return super().fit(X, y)
+
+    with pytest.raises(ValueError, match="is a file, so the report folder"):
+        compare({"m": Recording()}, X, y, X, y, output_dir=tmp_path / "taken" / "sub")
+    assert not fitted

@@ -3,8 +3,10 @@
 import logging
 import math
 import numbers
+import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,6 +170,7 @@ def compare(
         raise ValueError(
             f"dataset_name must be a non-empty string; got {dataset_name!r}."
         )
+    _check_output_dir(output_dir)
 
     plan = [(name, seed) for seed in seeds for name in models]
     log = _RunLog(dataset_name, primary, kinds, np.asarray(y_test), len(plan))
@@ -471,6 +474,21 @@ def _verdict(dataset_name, summary, gains):
         else "no significant gain from the image"
     )
     return f"{dataset_name}: {lead} ({numbers_}; {names})"
+
+
+def _check_output_dir(output_dir):
+    """Refuse, before any run, an ``output_dir`` that is a file."""
+    if output_dir is None:
+        return
+    path = Path(os.fspath(output_dir)).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(
+                    f"output_dir={os.fspath(output_dir)!r}: {folder} is a file, so "
+                    "the report folder cannot be created there. Pass a folder path."
+                )
+            return
 
 
 def _check_seeds(seeds):
