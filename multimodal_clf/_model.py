@@ -186,7 +186,17 @@ def freeze_parameters(backbone, freeze, *, warn=True):
                 chosen |= {ids[id(p)] for p in module_params(towers[prefix])}
                 continue
             if prefix in ("text", "image"):
-                # A tower this ablation leaves out: nothing of it is trained.
+                # A tower this ablation leaves out: nothing of it is trained. A
+                # text-only backbone has no image tower at all: say so, since the
+                # user may think part of the model is frozen.
+                if backbone.family == "text" and warn:
+                    warnings.warn(
+                        f"freeze={freeze!r}: this text encoder has no {prefix!r} "
+                        "tower, so that entry freezes nothing. Remove it, or use a "
+                        "number of layers or a parameter prefix.",
+                        UserWarning,
+                        stacklevel=4,
+                    )
                 continue
             matched = {n for n in params if n == prefix or n.startswith(prefix + ".")}
             if not matched:

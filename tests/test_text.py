@@ -124,6 +124,42 @@ def test_binary_has_two_columns_and_score_is_accuracy(bert, text_data):
         clf.score(X, ["neu"] + y[1:])
 
 
+@pytest.mark.parametrize(
+    "y", [[0, 1] * 4, [False, True] * 4, [0.0, 1.0] * 4], ids=["int", "bool", "float"]
+)
+def test_score_takes_a_plain_list_of_labels(bert, y):
+    # A list becomes an object array, which sklearn's metrics refuse as
+    # "unknown" targets unless score converts it to the labels' own dtype.
+    clf = make(bert).fit(TEXTS, y)
+
+    assert clf.score(TEXTS, y) == pytest.approx(accuracy_score(y, clf.predict(TEXTS)))
+
+
+def test_predict_checks_parameters_set_after_fit(bert, text_data):
+    X, y = text_data
+    clf = make(bert).fit(X, y).set_params(batch_size=-1)
+
+    with pytest.raises(ValueError, match="batch_size: allowed an int >= 1; got -1"):
+        clf.predict(X)
+
+
+def test_freeze_image_on_a_text_encoder_warns(bert, text_data):
+    X, y = text_data
+
+    with pytest.warns(UserWarning, match="has no 'image' tower, so that entry"):
+        make(bert, freeze="image").fit(X, y)
+
+
+def test_local_folder_missing_a_part_is_not_called_a_hub_failure(bert):
+    from multimodal_clf import MultimodalClassifier
+
+    clf = MultimodalClassifier((bert, bert), epochs=1, verbose=0)
+
+    with pytest.raises(OSError, match="from the local folder") as info:
+        clf.fit([("a", np.zeros((8, 8), np.uint8))] * 2, [0, 1])
+    assert "not a local folder" not in str(info.value)
+
+
 # --- sklearn tools --------------------------------------------------------------
 
 

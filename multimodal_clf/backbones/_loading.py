@@ -75,6 +75,16 @@ def resolve_checkpoint(spec, *, parameter="backbone"):
 
 
 def _hub_failure(spec, parameter, error):
+    if Path(spec).is_dir():
+        # A local folder (resolve_checkpoint has checked it holds config.json)
+        # that lacks a file this part needs, such as an image encoder's
+        # preprocessor_config.json beside a text model.
+        return OSError(
+            f"could not load {parameter} from the local folder {spec!r} "
+            f"({type(error).__name__}: {error}). Check that the folder holds what "
+            "this part needs: the weights, the tokenizer for a text encoder, "
+            "preprocessor_config.json for an image encoder."
+        )
     return OSError(
         f"could not load {parameter} {spec!r}: it is not a local folder and loading "
         f"it from the Hugging Face hub failed ({type(error).__name__}: {error}). "
