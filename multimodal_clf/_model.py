@@ -181,6 +181,7 @@ def freeze_parameters(backbone, freeze, *, warn=True):
         prefixes = [freeze] if isinstance(freeze, str) else list(freeze)
         towers = backbone.towers()
         ids = {id(p): n for n, p in params.items()}
+        unknown = []
         for prefix in prefixes:
             if prefix in towers:
                 chosen |= {ids[id(p)] for p in module_params(towers[prefix])}
@@ -200,13 +201,16 @@ def freeze_parameters(backbone, freeze, *, warn=True):
                 continue
             matched = {n for n in params if n == prefix or n.startswith(prefix + ".")}
             if not matched:
-                raise ValueError(
-                    f"freeze={freeze!r}: {prefix!r} names no parameter of this "
-                    f"backbone. Use a tower ({', '.join(towers)}), a number of "
-                    "layers, or a prefix such as "
-                    f"{next(iter(params)).rsplit('.', 2)[0]!r}."
-                )
+                unknown.append(prefix)
             chosen |= matched
+        if unknown:
+            raise ValueError(
+                f"freeze={freeze!r}: {', '.join(map(repr, unknown))} "
+                f"name{'s' if len(unknown) == 1 else ''} no parameter of this "
+                f"backbone. Use a tower ({', '.join(towers)}), a number of "
+                "layers, or a prefix such as "
+                f"{next(iter(params)).rsplit('.', 2)[0]!r}."
+            )
     for name in chosen:
         params[name].requires_grad_(False)
     return len(chosen)

@@ -538,6 +538,12 @@ CONFIGURATION_ERRORS = [
     ),
     (
         "text",
+        {"freeze": ["encoder.nope", "encoder.embeddings", "bogus"]},
+        r"freeze=\['encoder\.nope', 'encoder\.embeddings', 'bogus'\]: 'encoder\.nope', "
+        r"'bogus' name no parameter of this backbone\.",
+    ),
+    (
+        "text",
         {"backbone": "/no/such/model"},
         r"backbone folder '/no/such/model' does not exist\. Check the path, or pass",
     ),
@@ -591,6 +597,7 @@ CONFIGURATION_ERRORS = [
     ids=[
         "max_length",
         "freeze",
+        "freeze-several",
         "no-folder",
         "backbone-type",
         "device",

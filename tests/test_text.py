@@ -135,6 +135,17 @@ def test_score_takes_a_plain_list_of_labels(bert, y):
     assert clf.score(TEXTS, y) == pytest.approx(accuracy_score(y, clf.predict(TEXTS)))
 
 
+def test_score_names_labels_of_another_type(bert):
+    clf = make(bert).fit(TEXTS, ["0", "1"] * 4)
+
+    with pytest.raises(
+        ValueError, match=r"the type the classifier was fitted on \(str\)"
+    ):
+        clf.score(TEXTS, [0, 1] * 4)
+    with pytest.raises(ValueError, match="refit with them.$"):
+        clf.score(TEXTS, [0, 2] * 4)
+
+
 def test_predict_checks_parameters_set_after_fit(bert, text_data):
     X, y = text_data
     clf = make(bert).fit(X, y).set_params(batch_size=-1)

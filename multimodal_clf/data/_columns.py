@@ -412,10 +412,18 @@ def check_unseen_labels(y, classes):
         if not _is_known(value, known)
     ]
     if unseen:
+        known_text = {str(c) for c in known}
+        retype = all(str(value) in known_text for value in labels.tolist())
+        hint = (
+            " These labels match the known ones as text: pass y with the type "
+            f"the classifier was fitted on ({type(classes.tolist()[0]).__name__})."
+            if retype
+            else ""
+        )
         raise ValueError(
             f"y holds {len(unseen)} labels not seen during fit:\n"
             f"{_list_rows(unseen)}\nThe classifier knows {classes.tolist()!r}; "
-            "drop those rows, or refit with them."
+            f"drop those rows, or refit with them.{hint}"
         )
     # A list gives an object array, which sklearn's metrics call "unknown"
     # targets: convert it to the labels' own dtype, as fit does.
