@@ -570,14 +570,26 @@ def test_csv_image_urls_name_their_lines(tmp_path):
     ]
 
 
-def test_csv_trailing_commas_are_not_cells(tmp_path):
+@pytest.mark.parametrize("header", ["text,label", "text,label,"])
+def test_csv_trailing_commas_are_not_cells(tmp_path, header):
     path = tmp_path / "data.csv"
-    path.write_text("text,label\nx,1,\ny,0,\n")
+    path.write_text(f"{header}\nx,1,\ny,0,\n")
 
     frame = load_csv(path, image_column=None)
 
+    assert frame.columns.tolist() == ["text", "label"]
     assert frame["text"].tolist() == ["x", "y"]
     assert frame["label"].tolist() == [1, 0]
+
+
+def test_csv_keeps_an_unnamed_column_that_holds_values(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label,\nx,1,a\ny,0,\n")
+
+    frame = load_csv(path, image_column=None)
+
+    assert frame.columns.tolist() == ["text", "label", "Unnamed: 2"]
+    assert frame["Unnamed: 2"].tolist()[0] == "a"
 
 
 def test_csv_errors_name_the_command_line_options_too(posts):

@@ -178,6 +178,11 @@ def _read(path):
             f"{path} has a header but no data rows. Add one line per row below "
             "the header."
         )
+    # A comma that ends every line, the header's too, leaves a last column with
+    # no name (pandas calls it "Unnamed: <position>") and no value: not a column.
+    last = frame.columns[-1]
+    if last == f"Unnamed: {len(frame.columns) - 1}" and frame[last].isna().all():
+        frame = frame.drop(columns=last)
     return frame
 
 
