@@ -6,7 +6,9 @@ coerced, the backbone loaded and the engine run. ``__init__`` only stores.
 """
 
 import gc
+import hashlib
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -93,6 +95,31 @@ SHARED_RULES = {
     "text_column": P.string(),
     "checkpoint_dir": P.optional(P.path_like()),
 }
+
+#: Parameters that may differ between a checkpointed run and its resumption: they
+#: change where and how fast it runs, not what it computes (``batch_size``,
+#: ``epochs`` and ``gradient_accumulation_steps`` are checked as the number of
+#: optimizer steps, the backbone as the model's weights, the seed is the run's).
+_RESUMABLE_CHANGES = frozenset(
+    {
+        "backbone",
+        "batch_size",
+        "cache_features",
+        "checkpoint_dir",
+        "device",
+        "epochs",
+        "gradient_accumulation_steps",
+        "gradient_checkpointing",
+        "image_column",
+        "image_root",
+        "max_image_pixels",
+        "precision",
+        "random_state",
+        "text_column",
+        "verbose",
+        "warm_start",
+    }
+)
 
 #: The head learning rate used with ``head_learning_rate=None`` and a frozen backbone.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
@@ -310,8 +337,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             device_ids=device_ids,
         )
 
-    def _checkpointer(self, classes, n_rows, resume):
-        """The callback that writes (and with ``resume`` reads) checkpoints."""
+    def _checkpointer(self, classes, n_rows, resume, rows=None):
+        """The callback that writes (and with ``resume`` reads) checkpoints.
+
+        Its metadata identifies the run, so that ``resume`` refuses a checkpoint
+        of other data (``rows``: the columns, encoded labels and row weights,
+        fingerprinted) or of other settings.
+        """
         if self.checkpoint_dir is None:
             if resume:
                 raise ValueError(
@@ -326,6 +358,16 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             "classes": classes.tolist(),
             "n_rows": n_rows,
         }
+        if rows is not None:
+            metadata["rows"] = _fingerprint(*rows)
+        params = self.get_params(deep=False)
+        metadata.update(
+            {
+                name: params[name]
+                for name in sorted(params)
+                if name not in _RESUMABLE_CHANGES
+            }
+        )
         callback = CheckpointCallback(
             self.checkpoint_dir, resume=resume, metadata=metadata
         )
@@ -364,7 +406,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             y_encoded, classes = check_labels(y, n_rows)
             weights = self._row_weights(y_encoded, classes, sample_weight)
             seed = D.broadcast_seed(self._seed())
-            checkpointer = self._checkpointer(classes, n_rows, resume)
+            checkpointer = self._checkpointer(
+                classes, n_rows, resume, rows=(columns, y_encoded, weights)
+            )
             if resume and checkpointer is not None:
                 saved = checkpointer.saved_seed()
                 seed = seed if saved is None else saved
@@ -600,3 +644,25 @@ def _release_device_memory(device):
         return
     gc.collect()
     torch.cuda.empty_cache()
+
+
+def _fingerprint(columns, labels, weights):
+    """A short hash of the training rows, for telling one run's data from another's.
+
+    Texts and labels count by value; images by their path, or by their pixels
+    when given as arrays or PIL images; everything in row order.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(columns):
+        digest.update(name.encode())
+        for value in columns[name]:
+            digest.update(b"\0")
+            if isinstance(value, (str, os.PathLike)):
+                digest.update(os.fsencode(value))
+            elif isinstance(value, bytes):
+                digest.update(value)
+            else:
+                digest.update(np.ascontiguousarray(np.asarray(value)).tobytes())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    digest.update(np.asarray(weights, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]

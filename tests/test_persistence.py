@@ -703,6 +703,27 @@ def test_resume_refuses_another_run(bert, text_data, tmp_path):
         text_clf(bert, checkpoint_dir=tmp_path, batch_size=2).fit(X, y, resume=True)
 
 
+def test_resume_refuses_other_rows_or_settings(bert, text_data, tmp_path):
+    X, y = text_data
+    text_clf(bert, checkpoint_dir=tmp_path).fit(X, y)
+    with pytest.raises(
+        CheckpointError, match="another run: its training rows differ from this run's"
+    ):
+        text_clf(bert, checkpoint_dir=tmp_path).fit(X[::-1], y[::-1], resume=True)
+    with pytest.raises(
+        CheckpointError, match="its learning_rate is 2e-05, this run's is 0.01"
+    ):
+        text_clf(bert, checkpoint_dir=tmp_path, learning_rate=0.01).fit(
+            X, y, resume=True
+        )
+    # Where and how it runs may change: the result is that of the same run.
+    resumed = text_clf(bert, checkpoint_dir=tmp_path, verbose=1, cache_features=False)
+    resumed.fit(X, y, resume=True)
+    np.testing.assert_array_equal(
+        resumed.predict_proba(X), text_clf(bert).fit(X, y).predict_proba(X)
+    )
+
+
 def test_resume_names_the_classes_that_differ(bert, text_data, tmp_path):
     X, _ = text_data
     labels = ["animals", "computer", "food", "geography", "people", "recreation"]

@@ -564,6 +564,11 @@ def _check_format(info, path):
 
 def _difference(key, saved, value):
     """What differs between the checkpoint's ``key`` and this run's, in words."""
+    if key == "rows":
+        return (
+            "its training rows differ from this run's (texts, images, labels or "
+            "sample weights, or their order)"
+        )
     if isinstance(saved, list) and isinstance(value, list):
         only_saved = [item for item in saved if item not in value]
         only_here = [item for item in value if item not in saved]
@@ -650,8 +655,12 @@ class CheckpointCallback:
                 stacklevel=2,
             )
             return
+        saved_metadata = found["metadata"] or {}
         for key, value in self.metadata.items():
-            saved = found["metadata"].get(key) if found["metadata"] else None
+            if key not in saved_metadata and key not in ("estimator", "classes"):
+                # Written by an earlier version, which did not record it.
+                continue
+            saved = saved_metadata.get(key)
             if to_json(saved) != to_json(value):
                 raise CheckpointError(
                     f"the checkpoint in {str(self.directory)!r} belongs to another "
