@@ -94,7 +94,11 @@ def ablate(name):
         def random_batches(trainer, data, epoch):
             order = torch.randperm(len(data), generator=trainer.generator).numpy()
             size = trainer.batch_size
-            return [order[i : i + size] for i in range(0, len(order), size)]
+            step = size * trainer.gradient_accumulation_steps
+            return [
+                [order[j : j + size] for j in range(i, min(i + step, len(order)), size)]
+                for i in range(0, len(order), step)
+            ]
 
         Trainer.train_batches = random_batches
 

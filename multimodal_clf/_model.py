@@ -54,7 +54,11 @@ class ClassifierModel(nn.Module):
                 needed.append(name)
         if needed:
             features.update(self.backbone(batch, needed))
-        return self.head(features)
+        # The head runs in float32 under any precision: autocast would run its
+        # linear layers in bf16 / fp16 and round the logits to a few digits.
+        device = next(iter(features.values())).device
+        with torch.autocast(device.type, enabled=False):
+            return self.head({name: value.float() for name, value in features.items()})
 
 
 class _FeatureModule(nn.Module):

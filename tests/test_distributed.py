@@ -186,7 +186,11 @@ def worker(out_dir, models, device="cpu"):
     def recording(self, data, epoch):
         batches = plain_batches(self, data, epoch)
         seen.append(
-            [(part.indices[: len(part)].tolist(), int(part.n_pad)) for part in batches]
+            [
+                (part.indices[: len(part)].tolist(), int(part.n_pad))
+                for step in batches
+                for part in step
+            ]
         )
         return batches
 

@@ -89,6 +89,44 @@ def test_bf16_on_cpu_trains_under_autocast(bert, text_data):
     assert {p.dtype for p in clf.model_.parameters()} == {torch.float32}
 
 
+@pytest.mark.parametrize("freeze_backbone", [False, True], ids=["tuned", "frozen"])
+def test_bf16_head_runs_in_float32(bert, text_data, freeze_backbone):
+    # autocast would run the head's linear layers in bf16, rounding the logits
+    # (and so the probabilities) to about 3 significant digits
+    from multimodal_clf import _estimator
+
+    X, y = text_data
+    seen = {"fit": [], "predict": []}
+    stage = ["fit"]
+    plain_linear = torch.nn.Linear.forward
+    plain_head = _estimator.make_head
+
+    def spy(self, x):
+        out = plain_linear(self, x)
+        if getattr(self, "in_head", False):
+            seen[stage[0]].append(out.dtype)
+        return out
+
+    def marked(*args, **kwargs):
+        head = plain_head(*args, **kwargs)
+        for module in head.modules():
+            module.in_head = True
+        return head
+
+    clf = TextClassifier(
+        bert, precision="bf16", epochs=1, freeze_backbone=freeze_backbone, **FAST
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.Linear, "forward", spy)
+        mp.setattr(_estimator, "make_head", marked)
+        clf.fit(X, y)
+        stage[0] = "predict"
+        proba = clf.predict_proba(X)
+    assert seen["fit"] and set(seen["fit"]) == {torch.float32}
+    assert seen["predict"] and set(seen["predict"]) == {torch.float32}
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
 def test_fp32_forward_stays_float32(bert, text_data):
     X, y = text_data
     seen = []
@@ -333,6 +371,36 @@ def test_accumulation_equals_a_larger_batch(quiet_bert, text_data):
     assert (_params(other)[head] - b[head]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_accumulation_with_a_short_step_equals_a_larger_batch(quiet_bert, seed):
+    # 9 rows: batches of 8 are one step of 8 rows and one of 1, wherever the
+    # shuffle puts the short one; 2 micro-batches of 4 must form the same steps.
+    from tests.test_distributed import LABELS, TEXTS
+
+    Text, _ = _estimators()
+    common = dict(device="cpu", verbose=0, random_state=seed, learning_rate=1e-3)
+    steps = []
+    plain = Trainer.train_step
+
+    def recording(self, data, group, step):
+        steps.append(sorted(int(i) for part in group for i in part))
+        return plain(self, data, group, step)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Trainer, "train_step", recording)
+        small = Text(
+            quiet_bert, batch_size=4, gradient_accumulation_steps=2, **common
+        ).fit(TEXTS, LABELS)
+        small_steps = list(steps)
+        steps.clear()
+        large = Text(quiet_bert, batch_size=8, **common).fit(TEXTS, LABELS)
+    assert small_steps == steps
+    assert sorted(len(rows) for rows in steps) == [1, 1, 1, 8, 8, 8]
+    a, b = _params(small), _params(large)
+    for name, value in b.items():
+        torch.testing.assert_close(a[name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
 # --- batches, shards and parameters ------------------------------------------------
 def test_padded_shard_rows_weigh_nothing(bert, text_data):
     X, y = text_data
@@ -364,6 +432,64 @@ def test_padded_shard_rows_weigh_nothing(bert, text_data):
         real = trainer.make_batch(rows, np.array([2, 3]))
         expected = trainer.compute_loss(trainer.module(real), real, 2)
     torch.testing.assert_close(loss, expected)
+
+
+class _BatchNormed(torch.nn.Module):
+    """Precomputed features -> batch norm -> linear head, like a ResNet tower."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(3)
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, batch):
+        return self.head(self.norm(batch["features.x"]))
+
+
+def test_early_stopping_restores_the_best_epochs_batch_norm_statistics(monkeypatch):
+    # The best weights go with the running statistics they were trained with,
+    # not with those of the epochs after the best one.
+    from multimodal_clf.data._batching import FeatureColumn, Rows
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(12, 3, generator=generator) * 3 + 1
+    data = Rows({"x": FeatureColumn(values, "x")}, targets=np.arange(12) % 2)
+    train, valid = data.take(np.arange(8)), data.take(np.arange(8, 12))
+    monkeypatch.setattr(
+        Trainer,
+        "evaluate",
+        lambda self, data: {"valid_loss": float(self.epoch + 1), "valid_accuracy": 0},
+    )
+
+    states = []
+
+    class Record:
+        def on_epoch_end(self, trainer, record):
+            states.append(
+                {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            )
+
+    model = _BatchNormed()
+    trainer = Trainer(
+        model,
+        device=torch.device("cpu"),
+        epochs=4,
+        batch_size=4,
+        learning_rate=0.1,
+        head_learning_rate=0.1,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+        early_stopping=True,
+        patience=2,
+        callbacks=[Record()],
+    )
+    history = trainer.fit(train, valid)
+    # best after epoch 1, no better at 2 and 3: stopped, epoch 1 restored
+    assert len(history) == 3
+    best, last = states[0], states[-1]
+    assert not torch.equal(best["norm.running_mean"], last["norm.running_mean"])
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, best[name], rtol=0, atol=0, msg=name)
 
 
 def test_unused_parameters_are_left_out(bert, text_data, caplog):

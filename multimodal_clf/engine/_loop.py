@@ -236,10 +236,7 @@ class Trainer:
         self.exclude_unused_parameters(train)
         self.module = self.prepare_model()
         self.optimizer = self.configure_optimizer()
-        steps_per_epoch = math.ceil(
-            self.n_batches(len(train)) / self.gradient_accumulation_steps
-        )
-        self.total_steps = max(1, steps_per_epoch * self.epochs)
+        self.total_steps = max(1, self.n_steps(len(train)) * self.epochs)
         self.scheduler = self.configure_scheduler(self.optimizer, self.total_steps)
         self.scaler = make_scaler(self.precision, self.device)
 
@@ -249,36 +246,60 @@ class Trainer:
         """Rows per forward pass summed over ranks."""
         return self.batch_size * getattr(self, "world_size", 1)
 
-    def n_batches(self, n_rows):
-        """The number of (global) batches one epoch over ``n_rows`` rows yields."""
-        return math.ceil(n_rows / self.global_batch_size)
+    @property
+    def step_size(self):
+        """Rows per optimizer step summed over ranks and accumulated batches."""
+        return self.global_batch_size * self.gradient_accumulation_steps
+
+    def n_steps(self, n_rows):
+        """The number of optimizer steps one epoch over ``n_rows`` rows takes."""
+        return math.ceil(n_rows / self.step_size)
 
     def global_batches(self, data, epoch):
-        """Row indices per global batch for one epoch: shuffled, grouped by length.
+        """Row indices of the global batches of each step of one epoch.
 
-        Rows are shuffled, cut into pools of many batches, each pool sorted by
-        length and split into batches, and the batches shuffled, so that padding
-        stays small while every epoch sees a new order. Every rank draws the
-        same batches from the shared seed.
+        Rows are shuffled, cut into pools of many steps, each pool sorted by
+        length and split into steps, and the steps shuffled, so that padding
+        stays small while every epoch sees a new order. Each step's rows are
+        then cut into global batches of ``global_batch_size`` rows, so that
+        with ``gradient_accumulation_steps=k`` every step but one short step
+        holds ``k`` full batches: the steps of one batch ``k`` times larger.
+        Every rank draws the same batches from the shared seed.
+
+        Returns
+        -------
+        list of list of ndarray
+            Per optimizer step, its global batches.
         """
-        size = self.global_batch_size
+        size, step = self.global_batch_size, self.step_size
         order = torch.randperm(len(data), generator=self.generator).numpy()
         lengths = data.lengths
-        pool = size * _BUCKET_BATCHES
-        batches = []
+        pool = step * _BUCKET_BATCHES
+        steps = []
         for start in range(0, len(order), pool):
             chunk = order[start : start + pool]
             chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
-        permutation = torch.randperm(len(batches), generator=self.generator).tolist()
-        return [batches[i] for i in permutation]
+            steps.extend(chunk[i : i + step] for i in range(0, len(chunk), step))
+        permutation = torch.randperm(len(steps), generator=self.generator).tolist()
+        return [
+            [steps[i][j : j + size] for j in range(0, len(steps[i]), size)]
+            for i in permutation
+        ]
 
     def train_batches(self, data, epoch):
-        """This rank's batches for one epoch (all of them in a single process)."""
-        batches = self.global_batches(data, epoch)
+        """This rank's batches of each step of one epoch.
+
+        Returns
+        -------
+        list of list
+            Per optimizer step, its batches: row indices in a single process,
+            this rank's :class:`~multimodal_clf.engine._distributed.Shard` of
+            each global batch under several ranks.
+        """
+        steps = self.global_batches(data, epoch)
         if self.world_size > 1:
-            return D.shard_batches(batches, self.rank, self.world_size)
-        return batches
+            return [D.shard_batches(step, self.rank, self.world_size) for step in steps]
+        return steps
 
     def make_batch(self, data, part):
         """The tensors of one batch (or rank's :class:`Shard`), on the device."""
@@ -390,9 +411,7 @@ class Trainer:
     def train_epoch(self, data):
         """Run one epoch; return the mean training loss per row."""
         self.module.train()
-        batches = self.train_batches(data, self.epoch)
-        k = self.gradient_accumulation_steps
-        groups = [batches[i : i + k] for i in range(0, len(batches), k)]
+        groups = self.train_batches(data, self.epoch)
         total = 0.0
         bar = Progress(
             groups,
@@ -447,18 +466,26 @@ class Trainer:
 
     # --- the run ------------------------------------------------------------
     def snapshot(self):
-        """A CPU copy of the trainable weights."""
+        """A CPU copy of what training changes: the trainable weights and the
+        buffers saved with the model (batch-norm running statistics)."""
+        kept = dict(self.trainable_parameters())
+        saved = self.model.state_dict()
+        kept.update(
+            (name, buffer)
+            for name, buffer in self.model.named_buffers()
+            if name in saved
+        )
         return {
-            name: param.detach().to("cpu", copy=True)
-            for name, param in self.trainable_parameters()
+            name: value.detach().to("cpu", copy=True) for name, value in kept.items()
         }
 
     def restore(self, state):
         """Load a :meth:`snapshot` back into the model."""
-        params = dict(self.model.named_parameters())
+        targets = dict(self.model.named_parameters())
+        targets.update(self.model.named_buffers())
         with torch.no_grad():
             for name, value in state.items():
-                params[name].copy_(value)
+                targets[name].copy_(value)
 
     def state_dict(self):
         """Everything needed to continue this run exactly: weights, optimizer,
