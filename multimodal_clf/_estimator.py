@@ -121,6 +121,17 @@ _RESUMABLE_CHANGES = frozenset(
     }
 )
 
+#: What ``fit`` sets, all of which a failed continued fit removes.
+_FITTED_ATTRIBUTES = (
+    "model_",
+    "classes_",
+    "history_",
+    "n_iter_",
+    "interrupted_",
+    "tokenizer_",
+    "image_processor_",
+)
+
 #: The head learning rate used with ``head_learning_rate=None`` and a frozen backbone.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
 
@@ -303,9 +314,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
             return rows, None
+        # Stratifying needs two rows of every class and room for each class on
+        # both sides of the split; otherwise the split is drawn at random.
         counts = np.bincount(y)
+        n_classes = np.count_nonzero(counts)
         stratify = (
-            y if counts[counts > 0].min() >= 2 and n_valid >= len(counts) else None
+            y
+            if counts[counts > 0].min() >= 2
+            and min(n_valid, len(rows) - n_valid) >= n_classes
+            else None
         )
         train_idx, valid_idx = train_test_split(
             np.arange(len(rows)),
@@ -444,7 +461,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 # Checkpoints written during fit must hold the whole token table.
                 compact = checkpointer is None
                 with train_used_embeddings(model, train, valid, enabled=compact):
-                    self.history_ = trainer.fit(train, valid)
+                    try:
+                        self.history_ = trainer.fit(train, valid)
+                    except BaseException:
+                        # Training failed: a continued fit has left model_
+                        # half-trained, and a refit's attributes would describe
+                        # the fit before with other data or parameters, so the
+                        # estimator is left unfitted.
+                        self._forget_fit()
+                        raise
             self.model_ = model
             self.classes_ = classes
             self.n_iter_ = len(self.history_)
@@ -456,6 +481,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             self.tokenizer_ = model.backbone.tokenizer
             self.image_processor_ = model.backbone.image_processor
             return self
+
+    def _forget_fit(self):
+        """Remove every fitted attribute, leaving the estimator unfitted."""
+        for name in _FITTED_ATTRIBUTES:
+            self.__dict__.pop(name, None)
 
     # --- persistence ---------------------------------------------------------
     def save(self, path):

@@ -13,7 +13,7 @@ import torch
 from multimodal_clf import MultimodalClassifier, TextClassifier
 from multimodal_clf.engine import Trainer, _distributed, _precision
 from multimodal_clf.engine._precision import autocast, make_scaler, resolve_precision
-from multimodal_clf.exceptions import NonFiniteLossError
+from multimodal_clf.exceptions import NonFiniteLossError, NotFittedError
 from tests.test_distributed import _estimators, no_dropout_bert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,9 +164,8 @@ def test_huge_learning_rate_stops_fit(bert, text_data):
     assert not hasattr(clf, "model_")
 
 
-def test_last_step_divergence_is_caught(bert, text_data, monkeypatch):
-    # weights that overflow in the very last step: no later loss would see it
-    X, y = text_data
+def diverge_in_the_last_step(monkeypatch):
+    """Make the last optimizer step of a fit turn a head weight infinite."""
     plain = Trainer.optimizer_step
 
     def diverging(self, step=0):
@@ -176,12 +175,41 @@ def test_last_step_divergence_is_caught(bert, text_data, monkeypatch):
                 self.model.head.mlp[1].bias.fill_(float("inf"))
 
     monkeypatch.setattr(Trainer, "optimizer_step", diverging)
+
+
+def test_last_step_divergence_is_caught(bert, text_data, monkeypatch):
+    # weights that overflow in the very last step: no later loss would see it
+    X, y = text_data
+    diverge_in_the_last_step(monkeypatch)
     clf = TextClassifier(bert, epochs=2, **FAST)
     with pytest.raises(
         NonFiniteLossError, match=r"\(first 'head.mlp.1.bias'\) became NaN or infinite"
     ):
         clf.fit(X, y)
     assert not hasattr(clf, "model_")
+
+
+@pytest.mark.parametrize("warm_start", [True, False], ids=["continued", "refit"])
+def test_failed_second_fit_leaves_the_estimator_unfitted(
+    bert, text_data, monkeypatch, warm_start
+):
+    # A continued fit trains model_ in place, and a refit's attributes would
+    # describe the fit before: when training fails, nothing stays as fitted.
+    X, y = text_data
+    clf = TextClassifier(bert, epochs=2, warm_start=warm_start, **FAST).fit(X, y)
+    diverge_in_the_last_step(monkeypatch)
+    with pytest.raises(NonFiniteLossError, match="became NaN or infinite"):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    for name in ("model_", "classes_", "history_", "n_iter_", "tokenizer_"):
+        assert not hasattr(clf, name), name
+    with pytest.raises(NotFittedError, match="is not fitted yet"):
+        clf.predict_proba(X)
+    # and a later fit starts afresh, like the first
+    np.testing.assert_array_equal(
+        clf.fit(X, y).predict_proba(X),
+        TextClassifier(bert, epochs=2, **FAST).fit(X, y).predict_proba(X),
+    )
 
 
 def test_predict_refuses_non_finite_outputs(bert, text_data):

@@ -431,6 +431,31 @@ def test_early_stopping_counts_epochs_run(bert, text_data, monkeypatch):
     assert [r["valid_loss"] for r in clf.history_] == [1.0, 2.0, 3.0]
 
 
+@pytest.mark.parametrize(
+    ("labels", "fraction", "n_train"),
+    [(LABELS, 0.9, 1), (["a", "b", "c", "a", "b", "c", "a", "b"], 0.7, 2)],
+    ids=["2-classes", "3-classes"],
+)
+def test_validation_split_leaving_fewer_training_rows_than_classes(
+    bert, labels, fraction, n_train
+):
+    # Too few training rows to hold every class once: the split cannot be
+    # stratified, yet the fraction is allowed, so it is drawn at random.
+    seen = []
+    plain = Trainer.fit
+
+    def recording(self, train, valid=None):
+        seen.append((len(train), len(valid)))
+        return plain(self, train, valid)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Trainer, "fit", recording)
+        clf = make(bert, early_stopping=True, validation_fraction=fraction)
+        clf.fit(TEXTS, labels)
+    assert seen == [(n_train, len(TEXTS) - n_train)]
+    assert "valid_loss" in clf.history_[0]
+
+
 # --- errors ---------------------------------------------------------------------
 
 
