@@ -266,9 +266,13 @@ class Backbone(nn.Module):
 
 
 def pool_text(output, attention_mask):
-    """Mean of the token states over real (unpadded) tokens."""
-    states = output.last_hidden_state
-    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    """Mean of the token states over real (unpadded) tokens, in float32.
+
+    Under bf16 or fp16 autocast the states come in reduced precision, whose sums
+    over hundreds of tokens (and counts above 256, in bf16) are inexact.
+    """
+    states = output.last_hidden_state.float()
+    mask = attention_mask.unsqueeze(-1).float()
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
