@@ -227,11 +227,20 @@ def _first_layers(backbone, modules, n_layers):
     chosen = set()
     longest = 0
     for module in modules:
+        lists = []
         for name, child in module.named_modules():
             leaf = name.rsplit(".", 1)[-1]
-            if "embedding" in leaf:
+            if "embedding" in leaf or leaf == "embedder":
                 chosen |= {ids[id(p)] for p in child.parameters()}
-            if isinstance(child, nn.ModuleList) and leaf in ("layer", "layers"):
+            # Transformers stack "layer"s; convolutional nets (ResNet, ConvNeXt)
+            # "stages". A list inside a counted one is part of its layers.
+            inside = any(name.startswith(f"{outer}.") for outer in lists)
+            if (
+                isinstance(child, nn.ModuleList)
+                and leaf in ("layer", "layers", "stages")
+                and not inside
+            ):
+                lists.append(name)
                 longest = max(longest, len(child))
                 for layer in list(child)[:n_layers]:
                     chosen |= {ids[id(p)] for p in layer.parameters()}

@@ -679,3 +679,24 @@ def test_data_parallel_splits_batch_dicts_row_aligned(pair, pair_data, monkeypat
         whole = clf.model_(batch)
         pieces = torch.cat([clf.model_(p) for p in parts])
     torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_text_pooling_under_bf16_averages_in_float32():
+    # 300 real tokens: bf16 counts exactly only up to 256, and its sums of
+    # hundreds of states keep about 3 digits.
+    from types import SimpleNamespace
+
+    from multimodal_clf.backbones._base import pool_text
+
+    states = torch.rand(2, 320, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 320, dtype=torch.long)
+    mask[0, :300] = 1
+    mask[1, :7] = 1
+    output = SimpleNamespace(last_hidden_state=states.to(torch.bfloat16))
+
+    pooled = pool_text(output, mask)
+
+    exact = states.to(torch.bfloat16).double()
+    expected = torch.stack([exact[0, :300].mean(0), exact[1, :7].mean(0)])
+    assert pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled.double(), expected, rtol=1e-6, atol=0)

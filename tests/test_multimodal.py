@@ -339,3 +339,30 @@ def test_frozen_image_tower_is_cached(pair, pair_data, spy_pair):
     ).fit(X, y)
     assert spy_pair["image"] == 2 * len(X)
     np.testing.assert_array_equal(uncached.predict_proba(X), proba)
+
+
+def test_freeze_counts_the_stages_of_a_convolutional_encoder(
+    bert, pair_data, tmp_path, recwarn
+):
+    from tests.tiny_models import resnet
+
+    X, y = pair_data
+    clf = MultimodalClassifier(
+        (bert, resnet(tmp_path / "resnet")), freeze=1, epochs=1, verbose=0
+    ).fit(X, y)
+
+    trainable = {
+        name: param.requires_grad
+        for name, param in clf.model_.backbone.named_parameters()
+        if name.startswith("image_encoder.")
+    }
+    frozen = {name for name, grad in trainable.items() if not grad}
+    assert frozen == {
+        name
+        for name in trainable
+        if name.startswith(
+            ("image_encoder.embedder.", "image_encoder.encoder.stages.0.")
+        )
+    }
+    assert any(name.startswith("image_encoder.encoder.stages.1.") for name in trainable)
+    assert not [w for w in recwarn if "freeze" in str(w.message)]

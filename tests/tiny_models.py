@@ -148,3 +148,17 @@ def vit(folder):
     return _save(
         _seeded(lambda: ViTModel(config)), folder, processor=processor, tokenizer=False
     )
+
+
+def resnet(folder):
+    """A convolutional image encoder: an ``embedder`` and ``stages``, batch norm."""
+    from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetModel
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
+    processor = ConvNextImageProcessorPil(size={"shortest_edge": IMAGE})
+    return _save(
+        _seeded(lambda: ResNetModel(config)),
+        folder,
+        processor=processor,
+        tokenizer=False,
+    )
