@@ -36,12 +36,20 @@ class ClassifierModel(nn.Module):
         return [n for n, mods in self.backbone.towers().items() if frozen(mods)]
 
     def train(self, mode=True):
-        """Like :meth:`torch.nn.Module.train`, but frozen towers stay in eval mode."""
+        """Like :meth:`torch.nn.Module.train`, but frozen parts stay in eval mode.
+
+        A frozen tower runs in eval mode (no dropout), and so does every frozen
+        batch-norm layer of a partly frozen one: its running statistics are
+        part of what ``freeze`` keeps.
+        """
         super().train(mode)
         for modules in self.backbone.towers().values():
             if frozen(modules):
                 for module in modules:
                     module.eval()
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and frozen([module]):
+                module.eval()
         return self
 
     def forward(self, batch):

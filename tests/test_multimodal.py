@@ -366,3 +366,27 @@ def test_freeze_counts_the_stages_of_a_convolutional_encoder(
     }
     assert any(name.startswith("image_encoder.encoder.stages.1.") for name in trainable)
     assert not [w for w in recwarn if "freeze" in str(w.message)]
+
+
+def test_frozen_batch_norm_keeps_its_running_statistics(bert, pair_data, tmp_path):
+    from transformers import ResNetModel
+
+    from tests.tiny_models import resnet
+
+    X, y = pair_data
+    folder = resnet(tmp_path / "resnet")
+    clf = MultimodalClassifier((bert, folder), freeze=1, epochs=1, verbose=0)
+    clf.fit(X, y)
+
+    before = ResNetModel.from_pretrained(folder).state_dict()
+    after = {
+        name.removeprefix("image_encoder."): value
+        for name, value in clf.model_.backbone.state_dict().items()
+        if name.startswith("image_encoder.")
+    }
+    means = [name for name in before if name.endswith("running_mean")]
+    kept = [name for name in means if torch.equal(before[name], after[name])]
+    assert kept == [
+        name for name in means if name.startswith(("embedder.", "encoder.stages.0."))
+    ]
+    assert len(kept) < len(means)
