@@ -483,6 +483,12 @@ def _load_data(args):
 
     train_split, eval_split = DATASETS[name]
     eval_split = args.eval_split or eval_split
+    if eval_split == train_split:
+        logger.warning(
+            "--eval-split %s is the training split: the scores are on the rows "
+            "the models were fitted on and overstate how well they generalise.",
+            eval_split,
+        )
     if name == "clipart_mini":
         if args.data_dir:
             raise CommandError(

@@ -881,3 +881,19 @@ def test_output_that_is_a_file_fails_before_training(tmp_path, capsys):
     )
     assert code == 2
     assert f"--output {blocker} is a file" in capsys.readouterr().err
+
+
+def test_evaluating_on_the_training_split_warns(tmp_path, bert, caplog):
+    with caplog.at_level(logging.WARNING):
+        code = run_cli(
+            "train", "--model", "tb", "--model-path", f"tb={bert}",
+            "--output", tmp_path / "run", "--dataset", "clipart_mini",
+            "--eval-split", "train", "--max-rows", "8", *FAST,
+        )  # fmt: skip
+    assert code == 0
+    assert [
+        r.getMessage() for r in caplog.records if r.name == "multimodal_clf.cli"
+    ] == [
+        "--eval-split train is the training split: the scores are on the rows the "
+        "models were fitted on and overstate how well they generalise."
+    ]
