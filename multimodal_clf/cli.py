@@ -851,6 +851,11 @@ def _predict(args):
         estimator.set_params(**overrides)
 
     modalities = tuple(estimator.get_params(deep=False).get("modalities", ("text",)))
+    if "image" in modalities and args.image_column.lower() == "none":
+        raise CommandError(
+            f"the model in {args.model_dir} reads images ({', '.join(modalities)}), "
+            "so --image-column cannot be none: name the column of image paths."
+        )
     frame = load_csv(
         args.input,
         text_column=args.text_column if "text" in modalities else None,

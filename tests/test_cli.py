@@ -472,7 +472,7 @@ def test_under_torchrun_rank_zero_alone_prints_and_writes(tmp_path, csv_data, be
 # --------------------------------------------------------------------------
 
 
-def test_train_then_predict_round_trip(tmp_path, csv_data, clip):
+def test_train_then_predict_round_trip(tmp_path, csv_data, clip, capsys):
     run = tmp_path / "run"
     code = run_cli(
         "train",
@@ -498,6 +498,17 @@ def test_train_then_predict_round_trip(tmp_path, csv_data, clip):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     chosen = np.where(proba[:, 1] > proba[:, 0], "pos", "neg")
     assert predictions["prediction"].tolist() == chosen.tolist()
+
+    capsys.readouterr()
+    code = run_cli(
+        "predict", "--model-dir", run, "--input", new, "--output", "-",
+        "--image-column", "none",
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"multimodal-clf predict: error: the model in {run} reads images (text, "
+        "image), so --image-column cannot be none: name the column of image paths."
+    )
 
 
 def test_predict_to_a_folder_fails_before_loading(tmp_path, capsys, monkeypatch):
@@ -536,10 +547,7 @@ def test_predict_without_saving_support_or_model(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("multimodal-clf predict: error:")
-    if hasattr(multimodal_clf, "load"):
-        assert f"--model-dir {tmp_path / 'nope'}: folder does not exist" in err
-    else:
-        assert "cannot load saved models (multimodal_clf.load is missing)" in err
+    assert f"--model-dir {tmp_path / 'nope'}: folder does not exist" in err
 
 
 # --------------------------------------------------------------------------
