@@ -390,3 +390,51 @@ def test_frozen_batch_norm_keeps_its_running_statistics(bert, pair_data, tmp_pat
         name for name in means if name.startswith(("embedder.", "encoder.stages.0."))
     ]
     assert len(kept) < len(means)
+
+
+def test_a_vision_encoder_without_class_token_is_pooled(bert, tmp_path):
+    """Swin has no class token: its first state is the top-left patch's alone."""
+    from PIL import Image
+
+    from tests.tiny_models import swin
+
+    backbone = load_backbone((bert, swin(tmp_path / "swin")), ("image",)).eval()
+    plain = np.full((32, 32, 3), 100, dtype=np.uint8)
+    corner = plain.copy()
+    corner[16:, 16:] = 250
+    images = [Image.fromarray(plain), Image.fromarray(corner)]
+    batch = Rows(backbone.encode({"image": images}, ("image",), lambda v, **_: v))
+    batch = batch.batch([0, 1])
+    with torch.no_grad():
+        features = backbone(batch, ["image"])["image"]
+        pooled = backbone.image_encoder(**batch).pooler_output
+    assert features.shape == (2, backbone.feature_dims["image"])
+    torch.testing.assert_close(features, pooled, rtol=0, atol=0)
+    assert not torch.allclose(features[0], features[1])
+
+
+def test_a_dual_encoder_checkpoint_as_the_image_side(bert, clip, pair_data, tmp_path):
+    """CLIP as the vision encoder of a pair: its vision tower, without text."""
+    from transformers import CLIPVisionModel
+
+    from multimodal_clf import load
+
+    X, y = pair_data
+    clf = make((bert, clip)).fit(X, y)
+    assert type(clf.model_.backbone.image_encoder) is CLIPVisionModel
+    proba = check_proba(clf, X)
+    assert not np.array_equal(clf.predict_proba(_swap_images(X)), proba)
+    loaded = load(clf.save(tmp_path / "saved"))
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=0, atol=1e-6)
+
+
+def test_an_image_width_the_config_does_not_state(bert, pair_data, tmp_path):
+    from multimodal_clf import load
+    from tests.tiny_models import mobilenet
+
+    X, y = pair_data
+    clf = make((bert, mobilenet(tmp_path / "mobilenet"))).fit(X, y)
+    assert clf.model_.backbone.feature_dims["image"] == 1280
+    proba = check_proba(clf, X)
+    loaded = load(clf.save(tmp_path / "saved"))
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=0, atol=1e-6)

@@ -150,6 +150,38 @@ def vit(folder):
     )
 
 
+def swin(folder):
+    """A windowed vision transformer: patch tokens only, no class token."""
+    from transformers import SwinConfig, SwinModel, ViTImageProcessorPil
+
+    config = SwinConfig(
+        image_size=IMAGE,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[2, 2],
+        window_size=2,
+    )
+    processor = ViTImageProcessorPil(size={"height": IMAGE, "width": IMAGE})
+    return _save(
+        _seeded(lambda: SwinModel(config)), folder, processor=processor, tokenizer=False
+    )
+
+
+def mobilenet(folder):
+    """A convolutional encoder whose config does not state its output width."""
+    from transformers import MobileNetV2Config, MobileNetV2Model, ViTImageProcessorPil
+
+    config = MobileNetV2Config(image_size=IMAGE, depth_multiplier=0.25)
+    processor = ViTImageProcessorPil(size={"height": IMAGE, "width": IMAGE})
+    return _save(
+        _seeded(lambda: MobileNetV2Model(config)),
+        folder,
+        processor=processor,
+        tokenizer=False,
+    )
+
+
 def resnet(folder):
     """A convolutional image encoder: an ``embedder`` and ``stages``, batch norm."""
     from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetModel

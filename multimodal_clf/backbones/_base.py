@@ -276,14 +276,38 @@ def pool_text(output, attention_mask):
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def pool_image(output):
-    """One vector per image: the class token for ViT-like models, else the pool."""
+def has_class_token(model):
+    """True when a vision model prepends a class token to its patch tokens.
+
+    ViT, DeiT, DINOv2, BEiT and CLIP's vision tower learn one (``cls_token``,
+    ``class_embedding``); Swin, SigLIP and LeViT have patch tokens only.
+    """
+    return any(
+        name.rsplit(".", 1)[-1] in ("cls_token", "class_embedding")
+        for name, _ in model.named_parameters()
+    )
+
+
+def pool_image(output, class_token=True):
+    """One vector per image: the class token for ViT-like models, else the pool.
+
+    Parameters
+    ----------
+    output : transformers model output
+        With ``last_hidden_state`` and, for most models, ``pooler_output``.
+    class_token : bool, default=True
+        Whether the first of a token sequence is a class token. Without one, the
+        first state is one patch's (the top-left window's, in Swin), so the
+        model's pooled output, or else the mean over tokens, is used.
+    """
     states = output.last_hidden_state
-    if states.dim() == 3:
+    if states.dim() == 3 and class_token:
         return states[:, 0]
     pooled = getattr(output, "pooler_output", None)
     if pooled is not None:
         return pooled.flatten(1)
+    if states.dim() == 3:
+        return states.mean(dim=1)
     return states.mean(dim=(-2, -1))
 
 
