@@ -159,6 +159,14 @@ def compute_frozen_features(
     return FeatureColumn(torch.from_numpy(np.stack(values)), name)
 
 
+#: Backbone families without separate text and image towers, in words.
+_ONE_TOWER = {
+    "text": "text encoder",
+    "flava": "FLAVA model (one joint tower)",
+    "vilt": "ViLT model (one joint tower)",
+}
+
+
 def freeze_parameters(backbone, freeze, *, warn=True):
     """Set ``requires_grad=False`` on the parts of a backbone that ``freeze`` names.
 
@@ -200,13 +208,15 @@ def freeze_parameters(backbone, freeze, *, warn=True):
                 continue
             if prefix in ("text", "image"):
                 # A tower this ablation leaves out: nothing of it is trained. A
-                # text-only backbone has no image tower at all: say so, since the
-                # user may think part of the model is frozen.
-                if backbone.family == "text" and warn:
+                # text encoder, or a joint model whose one tower reads both, has
+                # no such tower at all: say so, since the user may think part of
+                # the model is frozen.
+                if backbone.family in _ONE_TOWER and warn:
                     warnings.warn(
-                        f"freeze={freeze!r}: this text encoder has no {prefix!r} "
-                        "tower, so that entry freezes nothing. Remove it, or use a "
-                        "number of layers or a parameter prefix.",
+                        f"freeze={freeze!r}: this {_ONE_TOWER[backbone.family]} has "
+                        f"no {prefix!r} tower, so that entry freezes nothing (its "
+                        f"towers: {', '.join(towers)}). Remove it, or use a number "
+                        "of layers or a parameter prefix.",
                         UserWarning,
                         stacklevel=4,
                     )

@@ -438,3 +438,29 @@ def test_an_image_width_the_config_does_not_state(bert, pair_data, tmp_path):
     proba = check_proba(clf, X)
     loaded = load(clf.save(tmp_path / "saved"))
     np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["flava", "vilt"])
+def test_freeze_image_on_a_joint_model_warns(request, pair_data, name):
+    X, y = pair_data
+    clf = MultimodalClassifier(
+        request.getfixturevalue(name), freeze="image", epochs=1, verbose=0
+    )
+
+    with pytest.warns(UserWarning) as caught:
+        clf.fit(X, y)
+
+    model = {"flava": "FLAVA", "vilt": "ViLT"}[name]
+    expected = (
+        f"freeze='image': this {model} model (one joint tower) has no 'image' tower, "
+        "so that entry freezes nothing (its towers: joint). Remove it, or use a "
+        "number of layers or a parameter prefix."
+    )
+    assert expected in [str(w.message) for w in caught]
+
+    def trainable(fitted):
+        return [p.requires_grad for p in fitted.model_.backbone.parameters()]
+
+    frozen_image = trainable(clf)
+    assert frozen_image == trainable(clf.set_params(freeze=None).fit(X, y))
+    assert any(frozen_image)
