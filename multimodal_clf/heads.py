@@ -98,7 +98,8 @@ class ProductHead(_Head):
     """Project every feature to ``hidden`` and let them interact.
 
     The MLP reads ``[p_1, ..., p_k, p_1 * ... * p_k]``: the projections and their
-    element-wise product, which carries the text-image interaction terms.
+    element-wise product, which carries the text-image interaction terms. With
+    ``hidden=0`` the projections are 256 wide and a linear layer reads them.
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class ProductHead(_Head):
             [nn.Linear(w, width) for w in feature_dims.values()]
         )
         n_parts = len(feature_dims) + (1 if len(feature_dims) > 1 else 0)
-        self.mlp = _mlp(n_parts * width, width, n_classes, dropout)
+        self.mlp = _mlp(n_parts * width, hidden, n_classes, dropout)
 
     def forward(self, features):
         projected = [

@@ -35,7 +35,9 @@ class MultimodalClassifier(BaseClassifier):
         the same backbone and preprocessing (joint models see a white image or an
         empty text in place of the missing input).
     head_hidden_size : int, default=256
-        Width of the head's hidden layer; 0 makes the head linear.
+        Width of the head's hidden layer; 0 makes the head linear (with
+        ``fusion="product"``: a linear layer over 256-wide projections and their
+        product).
     head_dropout : float, default=0.1
         Dropout in the head.
     modality_dropout : float, default=0.3

@@ -464,3 +464,16 @@ def test_freeze_image_on_a_joint_model_warns(request, pair_data, name):
     frozen_image = trainable(clf)
     assert frozen_image == trainable(clf.set_params(freeze=None).fit(X, y))
     assert any(frozen_image)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_head_hidden_size_zero_makes_the_classifier_linear(fusion):
+    from multimodal_clf.heads import make_head
+
+    head = make_head(fusion, {"text": 6, "image": 4}, 3, hidden=0)
+
+    # No hidden layer: no activation between linear maps, the last one to 3 classes.
+    assert not any(isinstance(m, torch.nn.GELU) for m in head.modules())
+    last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert last.out_features == 3
+    assert head({"text": torch.ones(2, 6), "image": torch.ones(2, 4)}).shape == (2, 3)
