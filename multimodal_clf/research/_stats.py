@@ -56,7 +56,9 @@ def score_probabilities(y_true_encoded, proba, metric, n_classes):
     metric : {"accuracy", "f1", "roc_auc", "log_loss"}
         ``"accuracy"`` of the most probable class; ``"f1"`` is the binary F1 of
         the positive class (column 1) for two classes and the macro average of
-        the per-class F1 for more; ``"roc_auc"`` is computed on column 1 for two
+        the per-class F1 for more, over the classes that are true or predicted
+        labels of some row (a class that is neither has no F1 and is left
+        out); ``"roc_auc"`` is computed on column 1 for two
         classes and as the one-vs-rest macro average for more; ``"log_loss"``
         is the mean cross-entropy (lower is better).
     n_classes : int
@@ -95,14 +97,11 @@ def score_probabilities(y_true_encoded, proba, metric, n_classes):
             return float(
                 f1_score(y_true_encoded, y_pred, pos_label=1, zero_division=0.0)
             )
+        # Macro over the classes among the true or predicted labels: a class
+        # absent from both has no F1, and counting it as 0 would cap a perfect
+        # model's score at the share of classes present.
         return float(
-            f1_score(
-                y_true_encoded,
-                y_pred,
-                labels=labels,
-                average="macro",
-                zero_division=0.0,
-            )
+            f1_score(y_true_encoded, y_pred, average="macro", zero_division=0.0)
         )
 
     if metric == "roc_auc":
