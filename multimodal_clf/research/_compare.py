@@ -359,10 +359,11 @@ class _RunLog:
         for row in summary.to_dict(orient="records"):
             if row["kind"] not in ("image", "multimodal"):
                 continue
+            seeds, base_stack, stack = self._paired_stacks(baseline, row["model"])
             result = paired_bootstrap(
                 self.y_encoded,
-                np.stack(self.probabilities[baseline]),
-                np.stack(self.probabilities[row["model"]]),
+                base_stack,
+                stack,
                 metric=self.metric,
                 classes=np.arange(self.classes.shape[0]),
                 n_resamples=n_resamples,
@@ -385,6 +386,7 @@ class _RunLog:
                     "n_skipped": result.n_skipped,
                     "n_seeds": row["n_seeds"],
                     "baseline_n_seeds": int(base["n_seeds"]),
+                    "paired_seeds": seeds,
                     "time_ratio": _ratio(
                         row["fit_seconds_mean"], base["fit_seconds_mean"]
                     ),
@@ -400,6 +402,25 @@ class _RunLog:
                 }
             )
         return gains
+
+    def _paired_stacks(self, baseline, name):
+        """Seeds finished by both models, and their probabilities, seed by seed.
+
+        Every model finishes the same seeds unless the comparison was
+        interrupted; then the gain compares the two models on their common
+        seeds only, so that a seed's luck (its subsample, its initialisation)
+        counts for both or for neither.
+        """
+        seeds = {model: [] for model in (baseline, name)}
+        for record in self.records:
+            if record["model"] in seeds:
+                seeds[record["model"]].append(record["seed"])
+        common = [seed for seed in seeds[baseline] if seed in seeds[name]]
+        stacks = [
+            np.stack([self.probabilities[model][seeds[model].index(s)] for s in common])
+            for model in (baseline, name)
+        ]
+        return common, *stacks
 
 
 def _ratio(value, reference):
