@@ -143,6 +143,22 @@ def test_score_probabilities_matches_sklearn_multiclass():
     )
 
 
+def test_score_probabilities_macro_f1_leaves_out_absent_classes():
+    # The test rows hold classes 0 and 1 of three; class 2 is neither a true nor
+    # a predicted label, so it has no F1 and must not count as a zero.
+    y = np.array([0, 1] * 10)
+    perfect = np.eye(3)[y]
+    assert score_probabilities(y, perfect, "f1", 3) == 1.0
+
+    # A false prediction of the absent class still counts against the model.
+    wrong = perfect.copy()
+    wrong[0] = [0.1, 0.1, 0.8]
+    pred = wrong.argmax(axis=1)
+    expected = f1_score(y, pred, average="macro")
+    assert score_probabilities(y, wrong, "f1", 3) == pytest.approx(expected)
+    assert expected == pytest.approx((18 / 19 + 1 + 0) / 3)
+
+
 def test_score_probabilities_rejects_unknown_metric():
     with pytest.raises(ValueError, match=r"metric must be one of .*'auroc'"):
         score_probabilities([0, 1], np.eye(2), "auroc", 2)
@@ -217,6 +233,26 @@ def test_bootstrap_averages_seeds():
     assert copies.delta == pytest.approx(single.delta)
     assert copies.low == pytest.approx(single.low)
     assert copies.high == pytest.approx(single.high)
+
+
+def test_bootstrap_interval_holds_the_seeds_fixed():
+    # Accuracy averaged over seeds is the per-row average correctness, so two
+    # seed stacks with the same per-row average give the same interval, however
+    # far apart their seeds are: a 0.5 / 0.5 pair and a 1.0 / 0.0 pair.
+    y = np.array([0, 1] * 50)
+    right, wrong = np.eye(2)[y], np.eye(2)[1 - y]
+    half = np.arange(100) < 50
+    steady = np.stack(
+        [np.where(half[:, None], right, wrong), np.where(half[:, None], wrong, right)]
+    )
+    erratic = np.stack([right, wrong])
+    a = np.where((np.arange(100) % 4 == 0)[:, None], wrong, right)
+
+    first = paired_bootstrap(y, a, steady, metric="accuracy", n_resamples=100)
+    second = paired_bootstrap(y, a, erratic, metric="accuracy", n_resamples=100)
+
+    assert first.delta == second.delta == pytest.approx(0.5 - 0.75)
+    assert (first.low, first.high) == pytest.approx((second.low, second.high))
 
 
 def test_bootstrap_uses_given_classes_for_string_labels():
@@ -485,6 +521,97 @@ def test_compare_keyboard_interrupt_keeps_finished_runs(tmp_path, caplog):
     assert len(pd.read_csv(tmp_path / "results.csv")) == 2
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["interrupted"] is True and saved["n_runs_finished"] == 2
+
+
+class BadSecondSeedClassifier(ColumnsClassifier):
+    """Predicts the reverse of its fitted model with seed 1, so that seed 1 is
+    a bad seed for every model; raises KeyboardInterrupt on the fourth fit
+    across all instances."""
+
+    fits = 0
+
+    def fit(self, X, y):
+        type(self).fits += 1
+        if type(self).fits == 4:
+            raise KeyboardInterrupt
+        return super().fit(X, y)
+
+    def predict_proba(self, X):
+        proba = super().predict_proba(X)
+        return proba[:, ::-1] if self.random_state == 1 else proba
+
+
+def test_compare_interrupted_gain_pairs_seeds():
+    # Runs: text seed 0, both seed 0, text seed 1, then Ctrl-C. The text model
+    # has its bad seed 1 and the multimodal one has not: comparing the text
+    # mean over seeds 0 and 1 with the multimodal seed 0 would credit the image
+    # with the bad seed. The gain must use the seeds both models finished.
+    X_train, y_train, X_test, y_test = make_split(image_informative=False)
+    BadSecondSeedClassifier.fits = 0
+    models = {
+        "text": BadSecondSeedClassifier(modalities=("text",)),
+        "both": BadSecondSeedClassifier(modalities=("text", "image")),
+    }
+
+    result = compare(
+        models,
+        X_train,
+        y_train,
+        X_test,
+        y_test,
+        seeds=(0, 1),
+        n_resamples=100,
+        verbose=0,
+    )
+
+    assert result.interrupted
+    runs = result.runs.set_index(["model", "seed"])["roc_auc"]
+    assert runs.index.tolist() == [("text", 0), ("both", 0), ("text", 1)]
+    assert runs[("text", 1)] < 0.5 < runs[("text", 0)]
+    (gain,) = result.gains
+    assert gain["delta"] == pytest.approx(runs[("both", 0)] - runs[("text", 0)])
+    assert gain["paired_seeds"] == [0]
+    assert (gain["n_seeds"], gain["baseline_n_seeds"]) == (1, 2)
+    single = paired_bootstrap(
+        y_test,
+        result.probabilities["text"][0],
+        result.probabilities["both"][0],
+        metric="roc_auc",
+        classes=result.classes,
+        n_resamples=100,
+    )
+    assert (gain["low"], gain["high"]) == (single.low, single.high)
+    assert result.verdict.startswith("dataset: no significant gain from the image")
+
+
+def test_markdown_bounds_a_zero_p_value_by_two_over_n_resamples():
+    gain = {
+        "model": "both",
+        "baseline": "text",
+        "metric": "accuracy",
+        "delta": 0.2,
+        "low": 0.1,
+        "high": 0.3,
+        "p_value": 0.0,
+        "confidence": 0.95,
+        "n_resamples": 100,
+        "time_ratio": 2.0,
+        "memory_ratio": 1.5,
+    }
+    result = Comparison(
+        "toy",
+        "accuracy",
+        [0, 1],
+        pd.DataFrame(),
+        pd.DataFrame(columns=["model", "kind", "n_seeds"]),
+        gains=[gain],
+    )
+
+    # No resample below zero: the one-sided fraction is under 1 / 100, so the
+    # two-sided p-value, twice that, is under 0.02.
+    assert "| +0.200 | 95% [0.100, 0.300] | < 0.02 | 2.00x | 1.50x |" in (
+        result.to_markdown()
+    )
 
 
 def test_compare_multiclass_and_explicit_kinds():

@@ -258,9 +258,10 @@ def _format(value, spec):
 
 
 def _format_p_value(p_value, n_resamples):
-    # A bootstrap p-value of zero only says "below one resample in n".
+    # A p-value of zero only says that fewer than one resample in n crossed
+    # zero; the two-sided p-value doubles that fraction, so it is below 2 / n.
     if p_value == 0 and n_resamples:
-        return f"< {1 / n_resamples:.2g}"
+        return f"< {2 / n_resamples:.2g}"
     return _format(p_value, ".3f")
 
 
