@@ -737,3 +737,42 @@ def test_compare_refuses_a_file_as_output_dir_before_any_run(tmp_path):
     with pytest.raises(ValueError, match="is a file, so the report folder"):
         compare({"m": Recording()}, X, y, X, y, output_dir=tmp_path / "taken" / "sub")
     assert not fitted
+
+
+def test_verdict_on_the_best_of_several_models_widens_its_interval():
+    X_train, y_train, X_test, y_test = make_split()
+    models = {
+        "text-lr": ColumnsClassifier(modalities=("text",)),
+        "mm-a": ColumnsClassifier(modalities=("text", "image")),
+        "mm-b": ColumnsClassifier(modalities=("image", "text")),
+        "image-lr": ColumnsClassifier(modalities=("image",)),
+    }
+
+    result = compare(
+        models, X_train, y_train, X_test, y_test, seeds=(0,), metric="accuracy",
+        n_resamples=200, dataset_name="toy", verbose=0,
+    )  # fmt: skip
+
+    chosen = max(
+        (g for g in result.gains if g["kind"] == "multimodal"),
+        key=lambda g: g["delta"],
+    )
+    assert [g["model"] for g in result.gains if "n_compared" in g] == [chosen["model"]]
+    # Two multimodal candidates: Bonferroni's 97.5% interval, from the same
+    # resamples as a direct paired bootstrap at that level.
+    assert chosen["n_compared"] == 2
+    assert chosen["verdict_confidence"] == pytest.approx(0.975)
+    direct = paired_bootstrap(
+        y_test, result.probabilities["text-lr"], result.probabilities[chosen["model"]],
+        metric="accuracy", classes=["neg", "pos"], n_resamples=200,
+        confidence=0.975, random_state=0,
+    )  # fmt: skip
+    assert (chosen["verdict_low"], chosen["verdict_high"]) == (direct.low, direct.high)
+    assert chosen["verdict_low"] <= chosen["low"] < chosen["high"]
+    assert chosen["high"] <= chosen["verdict_high"]
+    assert result.verdict == (
+        f"toy: image adds {chosen['delta']:+.3f} accuracy [{direct.low:.3f}, "
+        f"{direct.high:.3f}] at {chosen['time_ratio']:.1f}x time and "
+        f"{chosen['memory_ratio']:.1f}x memory ({chosen['model']} vs text-lr; 97.5% "
+        "interval, the best of 2 models)"
+    )

@@ -401,7 +401,45 @@ class _RunLog:
                     "memory_kind": row["memory_kind"],
                 }
             )
+        self._correct_for_selection(gains, n_resamples)
         return gains
+
+    def _correct_for_selection(self, gains, n_resamples):
+        """Give the verdict's gain an interval corrected for choosing it.
+
+        The verdict reports the best of ``k`` candidate models; its interval is
+        drawn at Bonferroni's level ``1 - (1 - confidence) / k``, from the same
+        resamples, so that with no model better than the text the verdict says
+        "adds" about as rarely as for a single model.
+        """
+        chosen, n_compared = _verdict_gain(gains)
+        if chosen is None:
+            return
+        confidence = _CONFIDENCE
+        if n_compared > 1:
+            confidence = 1 - (1 - _CONFIDENCE) / n_compared
+            _, base_stack, stack = self._paired_stacks(
+                chosen["baseline"], chosen["model"]
+            )
+            result = paired_bootstrap(
+                self.y_encoded,
+                base_stack,
+                stack,
+                metric=self.metric,
+                classes=np.arange(self.classes.shape[0]),
+                n_resamples=n_resamples,
+                confidence=confidence,
+                random_state=_BOOTSTRAP_SEED,
+            )
+            low, high = result.low, result.high
+        else:
+            low, high = chosen["low"], chosen["high"]
+        chosen.update(
+            verdict_low=low,
+            verdict_high=high,
+            verdict_confidence=confidence,
+            n_compared=n_compared,
+        )
 
     def _paired_stacks(self, baseline, name):
         """Seeds finished by both models, and their probabilities, seed by seed.
@@ -456,6 +494,20 @@ def _best_model(summary, kind, metric):
     return candidates.loc[best, "model"]
 
 
+def _verdict_gain(gains):
+    """The gain the verdict is about, and the number of models it was chosen from.
+
+    The multimodal model (text plus image) with the best delta; image-only
+    models only when there is no multimodal one.
+    """
+    if not gains:
+        return None, 0
+    multimodal = [gain for gain in gains if gain["kind"] == "multimodal"]
+    candidates = multimodal or gains
+    sign = 1 if greater_is_better(candidates[0]["metric"]) else -1
+    return max(candidates, key=lambda g: sign * g["delta"]), len(candidates)
+
+
 def _verdict(dataset_name, summary, gains):
     """One line: does the image help, by how much, and at what cost."""
     if summary.empty:
@@ -465,21 +517,24 @@ def _verdict(dataset_name, summary, gains):
     if not gains:
         return f"{dataset_name}: no image or multimodal model to compare"
 
-    # Prefer multimodal models (text plus image); fall back to image alone.
-    multimodal = [gain for gain in gains if gain["kind"] == "multimodal"]
-    candidates = multimodal or gains
-    sign = 1 if greater_is_better(candidates[0]["metric"]) else -1
-    gain = max(candidates, key=lambda g: sign * g["delta"])
+    gain, n_compared = _verdict_gain(gains)
+    sign = 1 if greater_is_better(gain["metric"]) else -1
+    low, high = gain["verdict_low"], gain["verdict_high"]
 
     metric = gain["metric"]
-    numbers_ = f"{gain['delta']:+.3f} {metric} [{gain['low']:.3f}, {gain['high']:.3f}]"
+    numbers_ = f"{gain['delta']:+.3f} {metric} [{low:.3f}, {high:.3f}]"
     names = f"{gain['model']} vs {gain['baseline']}"
+    if n_compared > 1:
+        names += (
+            f"; {gain['verdict_confidence']:.1%} interval, the best of "
+            f"{n_compared} models"
+        )
     cost = f"at {gain['time_ratio']:.1f}x time"
     if not math.isnan(gain["memory_ratio"]):
         cost += f" and {gain['memory_ratio']:.1f}x memory"
 
-    better = gain["low"] > 0 if sign > 0 else gain["high"] < 0
-    worse = gain["high"] < 0 if sign > 0 else gain["low"] > 0
+    better = low > 0 if sign > 0 else high < 0
+    worse = high < 0 if sign > 0 else low > 0
     alone = gain["kind"] == "image"
     if better:
         lead = "the image alone beats the text by" if alone else "image adds"
