@@ -109,8 +109,11 @@ def _fraction(text):
 
 
 def _seeds(text):
-    """``N`` is seeds 0..N-1; ``a,b,c`` lists them."""
-    values = [_number(part, int) for part in text.split(",")]
+    """``N`` is seeds 0..N-1; ``a,b,c`` lists them, and ``a,`` is seed ``a`` alone."""
+    parts = text.split(",")
+    if len(parts) > 1 and parts[-1] == "":
+        parts = parts[:-1]
+    values = [_number(part, int) for part in parts]
     if None in values:
         raise argparse.ArgumentTypeError(
             f"expected a count such as 3 or a list such as 0,1,2; got {text!r}"
@@ -353,7 +356,8 @@ def build_parser():
         "--seeds",
         type=_seeds,
         default=(0, 1, 2),
-        help="number of seeds (3 is 0,1,2) or a comma-separated list",
+        help="number of seeds (3 is 0,1,2) or a comma-separated list (42, is seed "
+        "42 alone)",
     )
     compare.add_argument(
         "--metric",

@@ -905,3 +905,23 @@ def test_evaluating_on_the_training_split_warns(tmp_path, bert, caplog):
         "--eval-split train is the training split: the scores are on the rows the "
         "models were fitted on and overstate how well they generalise."
     ]
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("3", (0, 1, 2)), ("0,7,42", (0, 7, 42)), ("42,", (42,)), ("0,", (0,))],
+)
+def test_seeds_option_counts_or_lists(text, seeds):
+    from multimodal_clf.cli import _seeds
+
+    assert _seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", ",", "1,,2", "4,4", ""])
+def test_seeds_option_refuses(text):
+    import argparse
+
+    from multimodal_clf.cli import _seeds
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _seeds(text)
