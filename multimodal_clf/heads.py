@@ -41,17 +41,20 @@ class _Head(nn.Module):
         pushes the head to read the image; rows that must be classified from one
         modality keep every modality useful.
         """
+        return self.normed_and_kept(features)[0]
+
+    def normed_and_kept(self, features):
+        """:meth:`normed`, and per feature a boolean mask of the rows that keep
+        it (None when modality dropout is off)."""
         parts = [self.norms[name](features[name].float()) for name in self.names]
         if not (self.training and self.modality_dropout > 0 and len(parts) > 1):
-            return parts
+            return parts, None
         rows = parts[0].shape[0]
         device = parts[0].device
         dropped = torch.rand(rows, device=device) < self.modality_dropout
         which = torch.randint(len(parts), (rows,), device=device)
-        return [
-            part * ~(dropped & (which == i)).unsqueeze(1)
-            for i, part in enumerate(parts)
-        ]
+        kept = [~(dropped & (which == i)) for i in range(len(parts))]
+        return [part * keep.unsqueeze(1) for part, keep in zip(parts, kept)], kept
 
 
 class ConcatHead(_Head):
@@ -79,7 +82,11 @@ class ConcatHead(_Head):
 
 
 class LateHead(_Head):
-    """One MLP per feature; the logits are averaged (late fusion)."""
+    """One MLP per feature; the logits are averaged (late fusion).
+
+    A row whose feature modality dropout blanked averages the logits of the
+    features it kept, as prediction with that modality alone would.
+    """
 
     def __init__(
         self, feature_dims, n_classes, *, hidden=256, dropout=0.1, modality_dropout=0.0
@@ -90,8 +97,12 @@ class LateHead(_Head):
         )
 
     def forward(self, features):
-        logits = [mlp(x) for mlp, x in zip(self.mlps, self.normed(features))]
-        return torch.stack(logits).mean(0)
+        parts, kept = self.normed_and_kept(features)
+        logits = torch.stack([mlp(x) for mlp, x in zip(self.mlps, parts)])
+        if kept is None:
+            return logits.mean(0)
+        weights = torch.stack(kept).unsqueeze(-1).to(logits.dtype)
+        return (logits * weights).sum(0) / weights.sum(0)
 
 
 class ProductHead(_Head):

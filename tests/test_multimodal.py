@@ -477,3 +477,28 @@ def test_head_hidden_size_zero_makes_the_classifier_linear(fusion):
     last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert last.out_features == 3
     assert head({"text": torch.ones(2, 6), "image": torch.ones(2, 4)}).shape == (2, 3)
+
+
+def test_late_fusion_averages_the_modalities_a_row_kept():
+    from multimodal_clf.heads import LateHead
+
+    torch.manual_seed(0)
+    head = LateHead({"text": 6, "image": 4}, 3, hidden=0, dropout=0.0)
+    features = {"text": torch.randn(64, 6), "image": torch.randn(64, 4)}
+    alone = [
+        mlp(head.norms[name](features[name]))
+        for name, mlp in zip(head.names, head.mlps)
+    ]
+
+    head.train()
+    head.modality_dropout = 1.0  # every row loses one modality
+    torch.manual_seed(1)
+    logits = head(features)
+    torch.manual_seed(1)
+    _, kept = head.normed_and_kept(features)
+
+    expected = torch.where(kept[0].unsqueeze(1), alone[0], alone[1])
+    torch.testing.assert_close(logits, expected)
+    assert kept[0].any() and kept[1].any()
+    head.eval()
+    torch.testing.assert_close(head(features), (alone[0] + alone[1]) / 2)
