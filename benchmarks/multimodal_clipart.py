@@ -37,12 +37,26 @@ def main():
     parser.add_argument("--head-learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="run only the variant of this name, e.g. 'fused (late)' (repeatable)",
+    )
     args = parser.parse_args()
+    chosen = [
+        (name, params)
+        for name, params in variants()
+        if args.only is None or name in args.only
+    ]
+    if not chosen:
+        names = ", ".join(repr(name) for name, _ in variants())
+        parser.error(f"--only names no variant; the variants are {names}")
 
     train, test = clipart_splits()
     backbone = (minilm_path(), str(DINOV2))
     rows = []
-    for name, params in variants():
+    for name, params in chosen:
         clf = MultimodalClassifier(
             backbone,
             freeze="image",
