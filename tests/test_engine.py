@@ -429,20 +429,25 @@ def test_accumulation_with_a_short_step_equals_a_larger_batch(quiet_bert, seed):
         torch.testing.assert_close(a[name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def plain_trainer(model, **params):
+    """A CPU Trainer with a constant learning rate and no weight decay."""
+    defaults = dict(
+        device=torch.device("cpu"),
+        epochs=1,
+        batch_size=4,
+        learning_rate=0.1,
+        head_learning_rate=0.1,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+    )
+    return Trainer(model, **{**defaults, **params})
+
+
 # --- batches, shards and parameters ------------------------------------------------
 def test_padded_shard_rows_weigh_nothing(bert, text_data):
     X, y = text_data
     clf = TextClassifier(bert, epochs=1, **FAST).fit(X, y)
-    trainer = Trainer(
-        clf.model_,
-        device=torch.device("cpu"),
-        epochs=1,
-        batch_size=4,
-        learning_rate=1e-3,
-        head_learning_rate=1e-3,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
-    )
+    trainer = plain_trainer(clf.model_, learning_rate=1e-3, head_learning_rate=1e-3)
     rows = clf._encode(
         clf.model_,
         clf._columns(X),
@@ -498,15 +503,9 @@ def test_early_stopping_restores_the_best_epochs_batch_norm_statistics(monkeypat
             )
 
     model = _BatchNormed()
-    trainer = Trainer(
+    trainer = plain_trainer(
         model,
-        device=torch.device("cpu"),
         epochs=4,
-        batch_size=4,
-        learning_rate=0.1,
-        head_learning_rate=0.1,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
         early_stopping=True,
         patience=2,
         callbacks=[Record()],
@@ -614,16 +613,7 @@ class _SkippingScaler:
 
 def test_fp16_skipped_steps_are_not_errors():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
-    trainer = Trainer(
-        model,
-        device=torch.device("cpu"),
-        epochs=1,
-        batch_size=2,
-        learning_rate=0.1,
-        head_learning_rate=0.1,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
-    )
+    trainer = plain_trainer(model, batch_size=2)
     trainer.optimizer = trainer.configure_optimizer()
     trainer.scheduler = trainer.configure_scheduler(trainer.optimizer, 10)
     before = model[0].weight.detach().clone()

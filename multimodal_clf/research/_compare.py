@@ -359,16 +359,8 @@ class _RunLog:
         for row in summary.to_dict(orient="records"):
             if row["kind"] not in ("image", "multimodal"):
                 continue
-            seeds, base_stack, stack = self._paired_stacks(baseline, row["model"])
-            result = paired_bootstrap(
-                self.y_encoded,
-                base_stack,
-                stack,
-                metric=self.metric,
-                classes=np.arange(self.classes.shape[0]),
-                n_resamples=n_resamples,
-                confidence=_CONFIDENCE,
-                random_state=_BOOTSTRAP_SEED,
+            seeds, result = self._bootstrap(
+                baseline, row["model"], n_resamples, _CONFIDENCE
             )
             same_memory = row["memory_kind"] == base["memory_kind"]
             gains.append(
@@ -418,18 +410,8 @@ class _RunLog:
         confidence = _CONFIDENCE
         if n_compared > 1:
             confidence = 1 - (1 - _CONFIDENCE) / n_compared
-            _, base_stack, stack = self._paired_stacks(
-                chosen["baseline"], chosen["model"]
-            )
-            result = paired_bootstrap(
-                self.y_encoded,
-                base_stack,
-                stack,
-                metric=self.metric,
-                classes=np.arange(self.classes.shape[0]),
-                n_resamples=n_resamples,
-                confidence=confidence,
-                random_state=_BOOTSTRAP_SEED,
+            _, result = self._bootstrap(
+                chosen["baseline"], chosen["model"], n_resamples, confidence
             )
             low, high = result.low, result.high
         else:
@@ -440,6 +422,21 @@ class _RunLog:
             verdict_confidence=confidence,
             n_compared=n_compared,
         )
+
+    def _bootstrap(self, baseline, name, n_resamples, confidence):
+        """The seeds both models finished, and the paired bootstrap on them."""
+        seeds, base_stack, stack = self._paired_stacks(baseline, name)
+        result = paired_bootstrap(
+            self.y_encoded,
+            base_stack,
+            stack,
+            metric=self.metric,
+            classes=np.arange(self.classes.shape[0]),
+            n_resamples=n_resamples,
+            confidence=confidence,
+            random_state=_BOOTSTRAP_SEED,
+        )
+        return seeds, result
 
     def _paired_stacks(self, baseline, name):
         """Seeds finished by both models, and their probabilities, seed by seed.
