@@ -11,6 +11,7 @@ The image encoder is taken from, in order: ``--image-model``, the
 Run::
 
     python examples/quickstart.py [--epochs 4] [--image-model PATH]
+        [--text-model PATH] [--seed 0]
 """
 
 import argparse
