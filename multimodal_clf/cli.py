@@ -848,11 +848,10 @@ def _predict(args):
         _check_output_file(args.output)
     if (folder / "model").is_dir():
         folder = folder / "model"
-    estimator = load(folder)
-    overrides = {"batch_size": args.batch_size, "device": args.device}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if overrides:
-        estimator.set_params(**overrides)
+    # The device is chosen at load time, which also drops fp16 off CUDA.
+    estimator = load(folder, device=args.device)
+    if args.batch_size is not None:
+        estimator.set_params(batch_size=args.batch_size)
 
     modalities = tuple(estimator.get_params(deep=False).get("modalities", ("text",)))
     if "image" in modalities and args.image_column.lower() == "none":

@@ -354,27 +354,23 @@ def _check_sides(folder, spec, modalities):
 
 
 def _check_device(estimator, device):
-    """Use ``device`` if given; else fall back to this machine's when needed."""
+    """Use ``device`` if given; else fall back to this machine's when needed.
+
+    Either way, fp16 (CUDA only) becomes ``"auto"`` on a device without CUDA.
+    """
     from multimodal_clf.engine import check_device, resolve_device
 
     if device is not None:
         problem = check_device(device)
         if problem is not None:
             raise ValueError(f"load(device=...): {problem}.")
+        try:
+            resolved = resolve_device(device)
+        except ValueError as error:
+            raise ValueError(f"load(device={device!r}): {error}") from None
         estimator.set_params(device=device)
-        return
-    try:
-        resolved = resolve_device(estimator.device)
-    except ValueError:
-        warnings.warn(
-            f"the estimator was saved with device={estimator.device!r}, which this "
-            "machine does not have; it now uses device='auto'. Pass device=... "
-            "to load to choose.",
-            UserWarning,
-            stacklevel=3,
-        )
-        estimator.set_params(device="auto")
-        resolved = resolve_device("auto")
+    else:
+        resolved = _saved_device(estimator)
     if estimator.precision == "fp16" and resolved.type != "cuda":
         warnings.warn(
             "the estimator was saved with precision='fp16', which needs a CUDA "
@@ -383,6 +379,24 @@ def _check_device(estimator, device):
             stacklevel=3,
         )
         estimator.set_params(precision="auto")
+
+
+def _saved_device(estimator):
+    """The saved device, or ``"auto"`` (with a warning) where this machine lacks it."""
+    from multimodal_clf.engine import resolve_device
+
+    try:
+        return resolve_device(estimator.device)
+    except ValueError:
+        warnings.warn(
+            f"the estimator was saved with device={estimator.device!r}, which this "
+            "machine does not have; it now uses device='auto'. Pass device=... "
+            "to load to choose.",
+            UserWarning,
+            stacklevel=4,
+        )
+        estimator.set_params(device="auto")
+        return resolve_device("auto")
 
 
 def _load_weights(folder, model, manifest):

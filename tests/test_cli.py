@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
@@ -925,3 +926,37 @@ def test_seeds_option_refuses(text):
 
     with pytest.raises(argparse.ArgumentTypeError):
         _seeds(text)
+
+
+def test_predict_on_the_cpu_with_a_model_saved_for_fp16(
+    tmp_path, csv_data, bert, monkeypatch
+):
+    run = tmp_path / "run"
+    code = run_cli(
+        "train", "--model", "tb", "--model-path", f"tb={bert}", "--output", run,
+        *FAST, *csv_args(csv_data),
+    )  # fmt: skip
+    assert code == 0
+    manifest = run / "model" / "multimodal_clf.json"
+    saved = json.loads(manifest.read_text())
+    saved["params"]["precision"] = "fp16"
+    manifest.write_text(json.dumps(saved))
+    new = write_csv(tmp_path / "new", "new.csv", 3, offset=40, labels=False)
+    out = tmp_path / "predictions.csv"
+
+    # On a machine with a GPU, where the saved device='auto' means CUDA: the
+    # device asked for on the command line must still drop fp16.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.warns(UserWarning, match="precision='fp16', which needs a CUDA"):
+        code = run_cli(
+            "predict", "--model-dir", run, "--input", new, "--output", out,
+            "--device", "cpu",
+        )  # fmt: skip
+    assert code == 0
+    monkeypatch.undo()
+    expected = multimodal_clf.load(run / "model", device="cpu").predict_proba(
+        pd.read_csv(new)
+    )
+    np.testing.assert_allclose(
+        pd.read_csv(out)[["proba_neg", "proba_pos"]].to_numpy(), expected, atol=1e-6
+    )

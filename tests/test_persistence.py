@@ -310,8 +310,14 @@ def test_model_saved_for_a_missing_gpu_loads_on_the_cpu(
     assert "saved with precision='fp16', which needs a CUDA GPU" in messages[1]
     assert loaded.device == "auto" and loaded.precision == "auto"
     np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6)
-    chosen = TextClassifier.load(tmp_path / "model", device="cpu")
-    assert chosen.device == "cpu"
+
+    # A device chosen at load time gets the same fall-back from fp16.
+    with pytest.warns(UserWarning, match="precision='fp16', which needs a CUDA"):
+        chosen = TextClassifier.load(tmp_path / "model", device="cpu")
+    assert (chosen.device, chosen.precision) == ("cpu", "auto")
+    np.testing.assert_allclose(chosen.predict_proba(X), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"load\(device='cuda'\): "):
+        TextClassifier.load(tmp_path / "model", device="cuda")
 
 
 # --- safety -------------------------------------------------------------------------
