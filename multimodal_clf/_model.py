@@ -62,11 +62,12 @@ class ClassifierModel(nn.Module):
                 needed.append(name)
         if needed:
             features.update(self.backbone(batch, needed))
-        # The head runs in float32 under any precision: autocast would run its
-        # linear layers in bf16 / fp16 and round the logits to a few digits.
+        # The head runs in float32 under any precision (its LayerNorms take the
+        # features as float32): autocast would run its linear layers in bf16 /
+        # fp16 and round the logits to a few digits.
         device = next(iter(features.values())).device
         with torch.autocast(device.type, enabled=False):
-            return self.head({name: value.float() for name, value in features.items()})
+            return self.head(features)
 
 
 class _FeatureModule(nn.Module):

@@ -3,7 +3,6 @@
 import logging
 import warnings
 
-import torch
 from torch import nn
 
 from multimodal_clf.data._batching import ImageColumn, PixelCodec, TokenColumn
@@ -333,8 +332,3 @@ def frozen(modules):
     """True when no parameter of ``modules`` will be trained."""
     params = module_params(modules)
     return bool(params) and not any(p.requires_grad for p in params)
-
-
-def autocast_safe(tensor):
-    """Cast features to float32 so that heads always run in full precision."""
-    return tensor.float() if tensor.dtype != torch.float32 else tensor
